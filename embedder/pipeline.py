@@ -1,0 +1,241 @@
+"""Embedder: the Transformer -> Pooling -> Normalize chain, loaded from and saved to the ST folder format.
+
+    texts --tokenizer--> ids, mask (B, L) --backbone--> token embeddings (B, L, D)
+          --pooling--> sentence embeddings (B, D) --normalize (if the model has it)--> (B, D)
+
+The backbone is the hand-written `Encoder` for BERT and MPNet checkpoints and transformers' AutoModel for any
+other architecture (never with remote code). Weights are always held in float32.
+
+`encode` follows ST's `SentenceTransformer.encode`: texts sorted by decreasing character length, batches of
+`batch_size`, inference mode, then truncation to `truncate_dim` and optional L2 normalisation, rows returned in
+input order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import bases, st_format, weights
+from .encoder import Encoder, EncoderConfig
+from .errors import UserError
+from .normalize import Normalize
+from .pooling import Pooling
+from .tokenizer import TOKENIZER_FILES, TextTokenizer
+
+
+def read_checkpoint(folder: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint folder: safetensors first; a .bin only through torch.load(weights_only=True)."""
+    import pickle
+
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    single, index, pickled = folder / "model.safetensors", folder / "model.safetensors.index.json", folder / "pytorch_model.bin"
+    try:
+        if single.is_file():
+            return load_file(str(single))
+        if index.is_file():
+            shards = sorted(set(st_format.read_json(index)["weight_map"].values()))
+            return {k: v for shard in shards for k, v in load_file(str(folder / shard)).items()}
+        if pickled.is_file():
+            return torch.load(pickled, map_location="cpu", weights_only=True)
+    except (SafetensorError, OSError, RuntimeError, ValueError, KeyError, pickle.UnpicklingError, EOFError) as err:
+        culprit = single if single.is_file() else index if index.is_file() else pickled
+        raise UserError(f"{culprit} could not be read as weights ({str(err).splitlines()[0][:120]}); "
+                        "re-download or re-export the model") from None
+    raise UserError(f"{folder} holds no weights (model.safetensors or pytorch_model.bin); "
+                    "pass a complete model folder")
+
+
+class AutoBackbone(nn.Module):
+    """transformers' AutoModel for architectures without a hand-written encoder."""
+
+    def __init__(self, folder: Path):
+        super().__init__()
+        from transformers import AutoModel
+        self.model = AutoModel.from_pretrained(str(folder), dtype=torch.float32, trust_remote_code=False)
+        self.hidden_size = self.model.config.hidden_size
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
+
+    def export_state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Embedder(nn.Module):
+    def __init__(self, tokenizer: TextTokenizer, backbone: nn.Module, pooling: Pooling, normalize: bool, *,
+                 source_dir: Path, hf_config: dict, passthrough: dict | None = None, prompts: dict | None = None,
+                 default_prompt_name: str | None = None, name: str = ""):
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.backbone = backbone
+        self.pooling = pooling
+        self.normalize = Normalize() if normalize else None
+        self.source_dir = Path(source_dir)
+        self.hf_config = hf_config
+        self.passthrough = passthrough or {}
+        self.prompts = dict(prompts or {})
+        self.default_prompt_name = default_prompt_name
+        self.name = name
+
+    # ----- loading -------------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, name_or_path: str, device: str | torch.device | None = None) -> Embedder:
+        folder = bases.resolve(str(name_or_path))
+        layout = st_format.read_layout(folder)
+        config_file = layout.transformer_dir / "config.json"
+        if not config_file.is_file():
+            raise UserError(f"{layout.transformer_dir} has no config.json; pass a complete model folder")
+        hf_config = st_format.read_json(config_file)
+        encoder_config = EncoderConfig.from_hf(hf_config)
+        if encoder_config is not None:
+            backbone = Encoder(encoder_config)
+            try:
+                passthrough = weights.load_state_dict(backbone, read_checkpoint(layout.transformer_dir))
+            except ValueError as err:
+                raise UserError(f"{layout.transformer_dir}: {err}; the weights do not match config.json") from None
+        else:
+            read_checkpoint(layout.transformer_dir)  # the same clear error for missing/corrupt weights
+            backbone, passthrough = AutoBackbone(layout.transformer_dir), {}
+        try:
+            tokenizer = TextTokenizer(str(layout.transformer_dir), layout.max_seq_length, layout.do_lower_case,
+                                      hf_config.get("max_position_embeddings"))
+        except (OSError, ValueError) as err:
+            raise UserError(f"{layout.transformer_dir}: no usable tokenizer ({str(err).splitlines()[0][:120]}); "
+                            "the folder needs tokenizer.json") from None
+        pooling_config = dict(layout.pooling_config)
+        if not pooling_config.get("word_embedding_dimension") and not pooling_config.get("embedding_dimension"):
+            pooling_config["word_embedding_dimension"] = backbone.hidden_size
+        model = cls(tokenizer, backbone, Pooling.from_config(pooling_config), layout.normalize,
+                    source_dir=layout.transformer_dir, hf_config=hf_config, passthrough=passthrough,
+                    prompts=layout.prompts, default_prompt_name=layout.default_prompt_name, name=str(name_or_path))
+        return model.to(device or default_device()).eval()
+
+    # ----- forward -------------------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.backbone.parameters()).device
+
+    @property
+    def embedding_dimension(self) -> int:
+        return self.pooling.output_dimension
+
+    @property
+    def max_seq_length(self) -> int:
+        return self.tokenizer.max_seq_length
+
+    def tokenize(self, texts: list[str], prompt: str | None = None) -> dict:
+        """Padded features for `texts`, with `prompt` prepended to each (its length kept for pooling)."""
+        if prompt:
+            texts = [prompt + text for text in texts]
+        features = self.tokenizer(texts)
+        if prompt:
+            features["prompt_length"] = self.tokenizer.prompt_length(prompt)
+        return features
+
+    def forward(self, features: dict) -> torch.Tensor:
+        """Sentence embeddings (B, D) of tokenised features; normalised when the model has a Normalize module."""
+        token_embeddings = self.backbone(features["input_ids"], features["attention_mask"],
+                                         features.get("token_type_ids"))
+        embeddings = self.pooling(token_embeddings, features["attention_mask"], features.get("prompt_length"))
+        return self.normalize(embeddings) if self.normalize is not None else embeddings
+
+    def resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str | None:
+        if prompt is not None:
+            return prompt
+        if prompt_name is not None:
+            if prompt_name not in self.prompts:
+                raise ValueError(f"prompt name {prompt_name!r} not in this model's prompts {sorted(self.prompts)}")
+            return self.prompts[prompt_name]
+        return self.prompts.get(self.default_prompt_name) if self.default_prompt_name else None
+
+    @torch.inference_mode()
+    def encode(self, texts, batch_size: int = 32, convert_to_numpy: bool = True, normalize_embeddings: bool = False,
+               truncate_dim: int | None = None, show_progress_bar: bool | None = None, prompt: str | None = None,
+               prompt_name: str | None = None, precision: str = "fp32"):
+        """Embeddings of `texts` as a float32 numpy array (n, dim), or a tensor when convert_to_numpy=False."""
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = list(texts)
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        prompt = self.resolve_prompt(prompt, prompt_name)
+        was_training = self.training
+        self.eval()
+        order = np.argsort([-len(text) for text in texts])  # longest first, as ST sorts
+        batches = range(0, len(texts), batch_size)
+        if show_progress_bar:
+            from tqdm.auto import tqdm
+            batches = tqdm(batches, desc="Batches")
+        device = self.device
+        autocast = precision_context(device, precision)
+        chunks = []
+        for start in batches:
+            features = self.tokenize([texts[i] for i in order[start:start + batch_size]], prompt)
+            features = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in features.items()}
+            with autocast:
+                embeddings = self(features)
+            embeddings = embeddings.float()
+            if truncate_dim is not None:
+                embeddings = embeddings[:, :truncate_dim]
+            if normalize_embeddings:
+                embeddings = torch.nn.functional.normalize(embeddings, p=2, dim=1)
+            chunks.append(embeddings.cpu() if convert_to_numpy else embeddings)
+        self.train(was_training)
+        width = truncate_dim or self.embedding_dimension
+        stacked = torch.cat(chunks) if chunks else torch.empty(0, width)
+        stacked = stacked[torch.as_tensor(np.argsort(order), dtype=torch.long)] if len(texts) else stacked
+        return stacked.numpy() if convert_to_numpy else stacked
+
+    # ----- saving --------------------------------------------------------------------------------------------
+    def export_state_dict(self) -> dict[str, torch.Tensor]:
+        if isinstance(self.backbone, Encoder):
+            return weights.export_state_dict(self.backbone, self.passthrough)
+        return self.backbone.export_state_dict()
+
+    def save(self, path: str | Path, model_card: str | None = None) -> None:
+        """Write a classic ST folder at `path`, atomically (see embedder.st_format)."""
+        import transformers
+
+        from . import __version__
+        state = self.export_state_dict()
+        versions = {"embedder": __version__, "transformers": transformers.__version__, "pytorch": torch.__version__}
+
+        def fill(folder: Path):
+            st_format.write_folder(
+                folder, weights=state, hf_config=self.hf_config, tokenizer_dir=self.source_dir,
+                tokenizer_files=TOKENIZER_FILES, pooling_config=self.pooling.config(),
+                normalize=self.normalize is not None, max_seq_length=self.max_seq_length,
+                do_lower_case=self.tokenizer.do_lower_case, prompts=self.prompts,
+                default_prompt_name=self.default_prompt_name, versions=versions, model_card=model_card)
+
+        st_format.write_atomically(Path(path), fill)
+
+
+def precision_context(device: torch.device, precision: str):
+    """autocast for bf16/fp16 on CUDA (and bf16 on CPU); a null context for fp32."""
+    if precision in ("fp32", "float32", None):
+        return contextlib.nullcontext()
+    dtype = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}.get(precision)
+    if dtype is None:
+        raise ValueError(f"unknown precision {precision!r}; use fp32, bf16 or fp16")
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def load(name_or_path: str, device: str | torch.device | None = None) -> Embedder:
+    """Load a model by folder, Hugging Face cache entry, packaged base name or hub name (see embedder.bases)."""
+    return Embedder.load(name_or_path, device)
+
+
+__all__ = ["Embedder", "load", "read_checkpoint"]

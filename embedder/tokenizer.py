@@ -1,0 +1,68 @@
+"""Text -> token ids, exactly as sentence-transformers' Transformer module tokenises.
+
+ST calls the model's fast tokenizer with padding to the longest text of the batch and truncation
+"longest_first" at max_seq_length, the special tokens ([CLS] … [SEP], or <s> … </s>) added by the tokenizer's
+own post-processor, so truncation keeps them. `do_lower_case` prepends a Lowercase normaliser to the backend
+tokenizer unless one is already there (the same test ST applies). max_seq_length comes from
+sentence_bert_config.json; without one it is the tokenizer's model_max_length capped at the model's
+max_position_embeddings.
+
+`encode_unpadded` returns plain id lists, for tokenising a training set once up front.
+"""
+
+from __future__ import annotations
+
+import torch
+from tokenizers.normalizers import Lowercase
+from tokenizers.normalizers import Sequence as NormalizerSequence
+from transformers import AutoTokenizer
+
+# Files a tokenizer may consist of; the exporter copies whichever the source folder has.
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
+    "merges.txt", "added_tokens.json", "sentencepiece.bpe.model", "spiece.model", "tokenizer.model",
+)
+
+
+def _has_lowercase(normalizer) -> bool:
+    if isinstance(normalizer, Lowercase):
+        return True
+    return isinstance(normalizer, NormalizerSequence) and any(isinstance(n, Lowercase) for n in normalizer)
+
+
+class TextTokenizer:
+    def __init__(self, folder: str, max_seq_length: int | None, do_lower_case: bool, max_positions: int | None):
+        self.hf = AutoTokenizer.from_pretrained(folder, use_fast=True)
+        if not self.hf.is_fast:
+            raise ValueError(f"{folder} has no fast tokenizer (tokenizer.json)")
+        if max_seq_length is None:
+            max_seq_length = self.hf.model_max_length
+            if max_positions is not None and max_positions > 0:
+                max_seq_length = min(max_seq_length, max_positions)
+        self.max_seq_length = int(max_seq_length)
+        self.do_lower_case = do_lower_case
+        if do_lower_case:
+            backend = self.hf.backend_tokenizer
+            if not _has_lowercase(backend.normalizer):
+                rest = list(backend.normalizer) if isinstance(backend.normalizer, NormalizerSequence) else (
+                    [backend.normalizer] if backend.normalizer is not None else [])
+                backend.normalizer = NormalizerSequence([Lowercase(), *rest])
+
+    @property
+    def pad_token_id(self) -> int:
+        return self.hf.pad_token_id
+
+    def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Padded batch: input_ids, attention_mask (and token_type_ids where the model has them)."""
+        return dict(self.hf(list(texts), padding=True, truncation="longest_first",
+                            max_length=self.max_seq_length, return_tensors="pt"))
+
+    def encode_unpadded(self, texts: list[str]) -> list[list[int]]:
+        """Token ids per text, truncated like `__call__`, without padding."""
+        return self.hf(list(texts), padding=False, truncation="longest_first",
+                       max_length=self.max_seq_length)["input_ids"]
+
+    def prompt_length(self, prompt: str) -> int:
+        """Tokens a prompt occupies at the start of a text (its trailing special token excluded), as ST counts."""
+        ids = self.encode_unpadded([prompt])[0]
+        return len(ids) - (1 if ids and ids[-1] in self.hf.all_special_ids else 0)

