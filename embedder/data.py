@@ -1,0 +1,359 @@
+"""Data sets: readers for the formats users have, IR sets -> training pairs, and the embedded default data set.
+
+Formats read (every mistake is a UserError naming the file, the record and the fix):
+- IR JSON `{"questions": {qid: text}, "corpus": {pid: text}, "relevant_contexts": {qid: [pid, …]}}` as one JSON
+  object or a one-line JSONL file; LlamaIndex's spelling `queries` / `relevant_docs` too.
+- Pair files: CSV, TSV or JSONL with columns anchor, positive[, negative…] or sentence_0, sentence_1[, sentence_2…]
+  (extra columns are hard negatives, in file order).
+- FlagEmbedding JSONL `{"query": …, "pos": [...], "neg": [...]}`: one row per positive, with the first n
+  negatives where n is the smallest negative count in the file (MNRL needs the same columns in every row).
+An IR set becomes training pairs as one (question, passage) row per relevant passage, questions in file order.
+
+The default data set (`stdlib_dataset()`) is built at run time from the Python standard library's own source, so
+every machine has it and nothing is downloaded: the query is the first sentence of a public function's or
+class's docstring, the passage is that object's source with the docstring removed (code search). Modules are
+split into train/val/test so no module's code is in two splits; sizes follow the seeds' sets (600 train pairs, 100
+val and 100 test queries). It is deterministic for a given Python version.
+`python -m embedder.data stdlib --out DIR` writes it as IR JSON.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import io
+import json
+import random
+import re
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+
+ANCHOR_COLUMNS = (("anchor", "positive", "negative"), ("sentence_0", "sentence_1", "sentence_"))
+
+
+@dataclass
+class IRDataset:
+    queries: dict[str, str]
+    corpus: dict[str, str]
+    relevant: dict[str, list[str]]
+    source: str = ""
+
+    def to_json(self) -> dict:
+        return {"questions": self.queries, "corpus": self.corpus, "relevant_contexts": self.relevant}
+
+
+@dataclass
+class PairDataset:
+    columns: tuple[str, ...]  # ("anchor", "positive"[, "negative_1", …])
+    rows: list[tuple[str, ...]]
+    source: str = ""
+
+
+# ----- low-level reading --------------------------------------------------------------------------------------
+def read_text(path: str | Path) -> str:
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise UserError(f"{path} is a directory; pass the data file inside it")
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise UserError(f"{path}: cannot be read ({err.strerror}); check its permissions") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise UserError(f"{path}: not UTF-8 text (bad byte at line {line}); save the file as UTF-8") from None
+    if not text.strip():
+        raise UserError(f"{path} is empty; it needs at least one record")
+    return text
+
+
+def _no_duplicate_keys(path):
+    def hook(pairs):
+        seen = {}
+        for key, value in pairs:
+            if key in seen:
+                raise UserError(f"{path}: the id {key!r} appears twice in one object; ids must be unique")
+            seen[key] = value
+        return seen
+    return hook
+
+
+def _parse_json(text: str, path, line_offset: int = 0):
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys(path))
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: invalid JSON at line {err.lineno + line_offset} column {err.colno} ({err.msg}); "
+                        "fix the file") from None
+    except RecursionError:
+        raise UserError(f"{path}: JSON nested too deeply; fix the file") from None
+
+
+def _json_records(text: str, path) -> list:
+    """A JSON document, or JSONL records (one per non-empty line)."""
+    stripped = text.strip()
+    if stripped.startswith("[") or ("\n" not in stripped):
+        value = _parse_json(stripped, path)
+        return value if isinstance(value, list) else [value]
+    if stripped.startswith("{"):
+        try:  # a pretty-printed single object
+            return [json.loads(stripped, object_pairs_hook=_no_duplicate_keys(path))]
+        except json.JSONDecodeError:
+            pass
+    return [_parse_json(line, path, number - 1) for number, line in enumerate(text.splitlines(), start=1)
+            if line.strip()]
+
+
+def _check_text(value, path, where: str) -> str:
+    if not isinstance(value, str):
+        raise UserError(f"{path}: {where} is {type(value).__name__}, not text; every text must be a string")
+    if not value.strip():
+        raise UserError(f"{path}: {where} is empty; remove the record or fill in the text")
+    return value
+
+
+# ----- IR sets ------------------------------------------------------------------------------------------------
+def _ir_from_object(obj, path) -> IRDataset:
+    if not isinstance(obj, dict):
+        raise UserError(f"{path}: expected an object with questions, corpus and relevant_contexts")
+    questions = obj.get("questions", obj.get("queries"))
+    relevant = obj.get("relevant_contexts", obj.get("relevant_docs"))
+    corpus = obj.get("corpus")
+    for key, value in (("questions", questions), ("corpus", corpus), ("relevant_contexts", relevant)):
+        if value is None:
+            raise UserError(f"{path}: missing key {key!r}; an IR file needs questions, corpus and relevant_contexts")
+        if not isinstance(value, dict):
+            raise UserError(f"{path}: {key!r} must be an object mapping ids to values")
+    if not questions or not corpus:
+        raise UserError(f"{path}: the data set is empty (no questions or no corpus); add records")
+    for qid, text in questions.items():
+        _check_text(text, path, f"question {qid!r}")
+    for pid, text in corpus.items():
+        _check_text(text, path, f"passage {pid!r}")
+    clean = {}
+    for qid, pids in relevant.items():
+        if qid not in questions:
+            raise UserError(f"{path}: relevant_contexts names question {qid!r}, which is not in questions")
+        pids = [pids] if isinstance(pids, str) else pids
+        if not isinstance(pids, list):
+            raise UserError(f"{path}: relevant_contexts[{qid!r}] must be a list of passage ids")
+        for pid in pids:
+            if not isinstance(pid, str) or pid not in corpus:
+                raise UserError(f"{path}: question {qid!r} names relevant passage {pid!r}, which is not in corpus; "
+                                "add the passage or fix the id")
+        clean[qid] = list(pids)
+    if not any(clean.values()):
+        raise UserError(f"{path}: no question has a relevant passage; fill relevant_contexts")
+    return IRDataset(dict(questions), dict(corpus), clean, str(path))
+
+
+def load_ir(path: str | Path) -> IRDataset:
+    """An IR set from a JSON object or a one-line JSONL file."""
+    records = _json_records(read_text(path), path)
+    if len(records) != 1:
+        raise UserError(f"{path}: expected one IR object, found {len(records)} records")
+    return _ir_from_object(records[0], path)
+
+
+def ir_to_pairs(ir: IRDataset) -> PairDataset:
+    rows = [(ir.queries[qid], ir.corpus[pid]) for qid in ir.queries for pid in ir.relevant.get(qid, [])]
+    return PairDataset(("anchor", "positive"), rows, ir.source)
+
+
+# ----- pair files ---------------------------------------------------------------------------------------------
+def _pair_columns(header: list[str], path) -> list[str]:
+    """The text columns in order (anchor, positive, negatives…), or a UserError naming what is missing."""
+    names = set(header)
+    if "anchor" in names or "positive" in names:
+        for needed in ("anchor", "positive"):
+            if needed not in names:
+                raise UserError(f"{path}: missing column {needed!r} (columns: {', '.join(header)}); "
+                                "pair files need anchor and positive")
+        return ["anchor", "positive"] + [c for c in header if c.startswith("negative")]
+    if "sentence_0" in names:
+        if "sentence_1" not in names:
+            raise UserError(f"{path}: missing column 'sentence_1' (columns: {', '.join(header)})")
+        numbered = sorted((c for c in header if c.startswith("sentence_") and c[9:].isdigit()), key=lambda c: int(c[9:]))
+        return numbered
+    raise UserError(f"{path}: no anchor/positive or sentence_0/sentence_1 columns (columns: {', '.join(header)}); "
+                    "rename the columns")
+
+
+def _rows_from_records(records: list, path) -> PairDataset:
+    first = records[0] if records and isinstance(records[0], dict) else None
+    if first is None:
+        raise UserError(f"{path}: records must be JSON objects with anchor/positive or query/pos fields")
+    if "query" in first and "pos" in first:  # FlagEmbedding
+        negatives = [len(r.get("neg") or []) for r in records if isinstance(r, dict)]
+        n_neg = min(negatives) if negatives else 0
+        rows = []
+        for number, record in enumerate(records, start=1):
+            if not isinstance(record, dict) or "query" not in record or not isinstance(record.get("pos"), list):
+                raise UserError(f"{path}: record {number} lacks 'query' or a 'pos' list")
+            query = _check_text(record["query"], path, f"record {number} query")
+            negs = [_check_text(n, path, f"record {number} neg") for n in (record.get("neg") or [])[:n_neg]]
+            for pos in record["pos"]:
+                rows.append((query, _check_text(pos, path, f"record {number} pos"), *negs))
+        columns = ("anchor", "positive") + tuple(f"negative_{i + 1}" for i in range(n_neg))
+        return PairDataset(columns, rows, str(path))
+    columns = _pair_columns(list(first), path)
+    rows = []
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, dict):
+            raise UserError(f"{path}: record {number} is not a JSON object")
+        for column in columns:
+            if column not in record:
+                raise UserError(f"{path}: record {number} lacks column {column!r}")
+        rows.append(tuple(_check_text(record[c], path, f"record {number} column {c!r}") for c in columns))
+    return PairDataset(tuple(columns), rows, str(path))
+
+
+def _read_delimited(text: str, path, delimiter: str) -> PairDataset:
+    csv.field_size_limit(1 << 30)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader)
+        columns = _pair_columns([h.strip() for h in header], path)
+        index = [[h.strip() for h in header].index(c) for c in columns]
+        rows = []
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            line = reader.line_num
+            if len(row) != len(header):
+                raise UserError(f"{path}: line {line} has {len(row)} fields, the header has {len(header)}; "
+                                "quote fields that contain the delimiter")
+            rows.append(tuple(_check_text(row[i], path, f"line {line} column {c!r}") for i, c in zip(index, columns)))
+    except csv.Error as err:
+        raise UserError(f"{path}: invalid {'TSV' if delimiter == chr(9) else 'CSV'} at line {reader.line_num} ({err}); "
+                        "fix the quoting") from None
+    return PairDataset(tuple(columns), rows, str(path))
+
+
+def load_training_file(path: str | Path) -> PairDataset:
+    """Training pairs from any supported format, chosen by extension and content."""
+    path = Path(path)
+    text = read_text(path)
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        pairs = _read_delimited(text, path, "\t" if suffix == ".tsv" else ",")
+    else:
+        records = _json_records(text, path)
+        if len(records) == 1 and isinstance(records[0], dict) and ("corpus" in records[0] or "questions" in records[0]):
+            pairs = ir_to_pairs(_ir_from_object(records[0], path))
+        else:
+            pairs = _rows_from_records(records, path)
+    if not pairs.rows:
+        raise UserError(f"{path}: the data set is empty; it needs at least one pair")
+    return pairs
+
+
+# ----- the embedded default data set --------------------------------------------------------------------------
+SPLIT_SIZES = {"test": 100, "val": 100, "train": 600}
+_SKIP_DIRS = {"test", "tests", "idlelib", "lib2to3", "site-packages", "dist-packages", "turtledemo", "ensurepip",
+              "__phello__", "encodings", "pydoc_data", "tkinter", "venv", "__pycache__", "config-3"}
+
+
+def _first_sentence(docstring: str) -> str:
+    paragraph = " ".join(docstring.strip().split("\n\n")[0].split())
+    for end in (". ", "? ", "! "):
+        if end in paragraph:
+            paragraph = paragraph[:paragraph.index(end) + 1]
+    return paragraph
+
+
+def _code_items(path: Path, module: str) -> list[tuple[str, str, str]]:
+    """(id, query, passage) for each public top-level function/class with a docstring in one source file."""
+    try:
+        source = path.read_text(encoding="utf-8")
+        tree = ast.parse(source)
+    except (SyntaxError, UnicodeDecodeError, ValueError):
+        return []
+    lines = source.splitlines()
+    items = []
+    for node in tree.body:
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) or node.name.startswith("_"):
+            continue
+        docstring = ast.get_docstring(node)
+        if not docstring:
+            continue
+        query = _first_sentence(docstring)
+        if len(query.split()) < 4 or len(query) > 300 or f"{node.name}(" in query or re.search(r"\w=\w", query):
+            continue  # too short, or a signature line rather than a sentence
+        doc_node = node.body[0]
+        start = (node.decorator_list[0].lineno if node.decorator_list else node.lineno) - 1
+        kept = lines[start:doc_node.lineno - 1] + lines[doc_node.end_lineno:node.end_lineno]
+        passage = "\n".join(kept).strip()
+        if len(passage.splitlines()) < 3:
+            continue
+        items.append((f"{module}.{node.name}", query, passage[:1500]))
+    return items
+
+
+def stdlib_dataset(sizes: dict[str, int] = SPLIT_SIZES, seed: int = 42) -> dict[str, IRDataset]:
+    """train/val/test IR sets of code search over the standard library (see the module docstring)."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    files = sorted(p for p in root.rglob("*.py")
+                   if not any(part in _SKIP_DIRS or part.startswith("config-") for part in p.relative_to(root).parts[:-1]))
+    random.Random(seed).shuffle(files)
+    splits: dict[str, list] = {name: [] for name in sizes}
+    pending = [name for name in sizes]  # fill test, then val, then train, a whole module at a time
+    seen_queries: set[str] = set()
+    for path in files:
+        while pending and len(splits[pending[0]]) >= sizes[pending[0]]:
+            pending.pop(0)
+        if not pending:
+            break
+        module = ".".join(path.relative_to(root).with_suffix("").parts)
+        for item in _code_items(path, module):
+            if item[1].lower() not in seen_queries:  # a repeated docstring would leak across splits
+                seen_queries.add(item[1].lower())
+                splits[pending[0]].append(item)
+    out = {}
+    for split, items in splits.items():
+        items = items[:sizes[split]]
+        out[split] = IRDataset({f"q:{i}": q for i, q, _ in items}, {f"p:{i}": p for i, _, p in items},
+                               {f"q:{i}": [f"p:{i}"] for i, _, _ in items}, f"stdlib:{split}")
+    return out
+
+
+DEFAULT_DATA = "stdlib"
+
+
+def load_eval_set(spec: str) -> IRDataset:
+    """An IR set from a path, or `stdlib[:split]` for the embedded default (split defaults to test)."""
+    if spec == DEFAULT_DATA or spec.startswith(DEFAULT_DATA + ":"):
+        split = spec.partition(":")[2] or "test"
+        if split not in SPLIT_SIZES:
+            raise UserError(f"unknown split {split!r} of the default data; use one of {', '.join(SPLIT_SIZES)}")
+        return stdlib_dataset()[split]
+    return load_ir(spec)
+
+
+def _main():
+    import click
+
+    @click.group()
+    def cli():
+        """Data-set utilities."""
+
+    @cli.command("stdlib")
+    @click.option("--out", required=True, type=click.Path(file_okay=False), help="folder for train/val/test.json")
+    def write_stdlib(out):
+        """Write the embedded default data set as IR JSON files."""
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        for split, ir in stdlib_dataset().items():
+            (folder / f"{split}.json").write_text(json.dumps(ir.to_json(), indent=1, ensure_ascii=False), encoding="utf-8")
+            print(f"{folder / (split + '.json')}: {len(ir.queries)} queries, {len(ir.corpus)} passages")
+
+    cli()
+
+
+if __name__ == "__main__":
+    _main()

@@ -1,0 +1,133 @@
+"""Evaluate embedding models on IR data sets with sentence-transformers' 30 retrieval metrics.
+
+    python evaluate.py                                   # the default base model on the default data's test split
+    python evaluate.py --model all-MiniLM-L6-v2 --model out/my-model --data test.json --dims 128,64 --json out.json
+
+Models print side by side (columns), metrics as rows, the best value of each row marked with *.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from embedder.errors import UserError
+
+DEFAULT_MODEL = "all-mpnet-base-v2"
+
+
+def parse_dims(text: str | None) -> list[int]:
+    if not text:
+        return []
+    try:
+        dims = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"--dims {text!r}: give a comma list of positive integers, e.g. --dims 256,128,64") from None
+    if any(d <= 0 for d in dims):
+        raise UserError(f"--dims {text!r}: dimensions must be positive integers")
+    return dims
+
+
+def check_writable(path: str | None, flag: str) -> None:
+    if path is None:
+        return
+    parent = Path(path).resolve().parent
+    if Path(path).is_dir():
+        raise UserError(f"{flag} {path} is a directory; give a file name")
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise UserError(f"{flag} {path}: folder {parent} does not exist or is not writable; choose another path")
+
+
+def write_json_atomically(path: str, obj) -> None:
+    tmp = Path(f"{path}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def format_table(results: dict[str, dict[str, float]], keys: list[str]) -> str:
+    models = list(results)
+    width = max(len(k) for k in keys)
+    col = max(12, *(len(m) for m in models))
+    lines = [f"| {'metric':<{width}} | " + " | ".join(f"{m:>{col}}" for m in models) + " |",
+             f"|:{'-' * (width + 1)}|" + "|".join("-" * (col + 1) + ":" for _ in models) + "|"]
+    for key in keys:
+        values = [results[m].get(key) for m in models]
+        best = max(v for v in values if v is not None) if any(v is not None for v in values) else None
+        cells = []
+        for v in values:
+            mark = "*" if len(models) > 1 and v is not None and v == best else " "
+            cells.append(f"{v:.4f}{mark}".rjust(col) if v is not None else "-".rjust(col))
+        lines.append(f"| {key:<{width}} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run(models, data, dims, json_out, batch_size, precision, per_query_out, device):
+    import embedder
+    from embedder.data import load_eval_set
+    from embedder.evaluation import InformationRetrievalEvaluator
+
+    if batch_size <= 0:
+        raise UserError(f"--batch-size {batch_size}: must be a positive integer")
+    dims = parse_dims(dims)
+    check_writable(json_out, "--json")
+    check_writable(per_query_out, "--per-query")
+    data = list(data) or ["stdlib:test"]
+    sets = [(Path(spec).stem if spec.endswith(".json") or spec.endswith(".jsonl") else spec.replace(":", "_"),
+             load_eval_set(spec)) for spec in data]
+    results: dict[str, dict[str, float]] = {}
+    per_query_rows = []
+    keys: list[str] = []
+    for name in models or [DEFAULT_MODEL]:
+        model = embedder.load(name, device=device)
+        if any(d > model.embedding_dimension for d in dims):
+            raise UserError(f"--dims {dims}: {name} has only {model.embedding_dimension} dimensions")
+        results[name] = {}
+        for set_name, ir in sets:
+            evaluator = InformationRetrievalEvaluator(
+                ir.queries, ir.corpus, ir.relevant, name=set_name if len(sets) > 1 else "",
+                dims=(None, *dims), batch_size=batch_size, precision=precision)
+            metrics, per_query = evaluator.evaluate(model)
+            results[name].update(metrics)
+            keys += [k for k in metrics if k not in keys]
+            for variant, rows in per_query.items():
+                per_query_rows += [dict(row, model=name, data=set_name, variant=variant) for row in rows]
+        del model
+    sizes = ", ".join(f"{n}: {len(ir.queries)} queries / {len(ir.corpus)} passages" for n, ir in sets)
+    print(f"Information retrieval ({sizes})")
+    print(format_table(results, keys))
+    if json_out:
+        write_json_atomically(json_out, results)
+        print(f"wrote {json_out}")
+    if per_query_out:
+        Path(per_query_out).write_text("".join(json.dumps(r) + "\n" for r in per_query_rows), encoding="utf-8")
+        print(f"wrote {per_query_out}")
+    return results
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--model", "models", multiple=True, help=f"model name or folder; repeat to compare (default {DEFAULT_MODEL})")
+@click.option("--data", multiple=True, help="IR JSON file, or stdlib[:split] for the embedded default data "
+                                             "(default stdlib:test); repeatable")
+@click.option("--dims", default=None, help="comma list of Matryoshka truncations to score too, e.g. 256,128,64")
+@click.option("--json", "json_out", default=None, help="write {model: {metric: value}} to this file")
+@click.option("--batch-size", default=32, show_default=True, type=int)
+@click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16", "fp16"]),
+              help="autocast precision for encoding (bf16/fp16 are meant for GPUs)")
+@click.option("--per-query", "per_query_out", default=None,
+              help="write each query's rank of its first relevant passage to this JSONL file")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1… (default: cuda when available)")
+def main(models, data, dims, json_out, batch_size, precision, per_query_out, device):
+    """Score models on IR data with ST's accuracy/precision/recall@1,3,5,10, ndcg@10, mrr@10, map@100."""
+    try:
+        run(models, data, dims, json_out, batch_size, precision, per_query_out, device)
+    except UserError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(err.exit_code)
+
+
+if __name__ == "__main__":
+    main()
