@@ -48,27 +48,10 @@ def write_json_atomically(path: str, obj) -> None:
     os.replace(tmp, path)
 
 
-def format_table(results: dict[str, dict[str, float]], keys: list[str]) -> str:
-    models = list(results)
-    width = max(len(k) for k in keys)
-    col = max(12, *(len(m) for m in models))
-    lines = [f"| {'metric':<{width}} | " + " | ".join(f"{m:>{col}}" for m in models) + " |",
-             f"|:{'-' * (width + 1)}|" + "|".join("-" * (col + 1) + ":" for _ in models) + "|"]
-    for key in keys:
-        values = [results[m].get(key) for m in models]
-        best = max(v for v in values if v is not None) if any(v is not None for v in values) else None
-        cells = []
-        for v in values:
-            mark = "*" if len(models) > 1 and v is not None and v == best else " "
-            cells.append(f"{v:.4f}{mark}".rjust(col) if v is not None else "-".rjust(col))
-        lines.append(f"| {key:<{width}} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def run(models, data, dims, json_out, batch_size, precision, per_query_out, device):
     import embedder
     from embedder.data import load_eval_set
-    from embedder.evaluation import InformationRetrievalEvaluator
+    from embedder.evaluation import InformationRetrievalEvaluator, format_table
 
     if batch_size <= 0:
         raise UserError(f"--batch-size {batch_size}: must be a positive integer")

@@ -196,3 +196,21 @@ class InformationRetrievalEvaluator:
             per_query[f"{dim_prefix}{s}"] = rows
         ordered = {key: metrics[key] for key in self.metric_keys()}
         return ordered, per_query
+
+
+def format_table(results: dict[str, dict[str, float]], keys: list[str]) -> str:
+    """Markdown table: metrics as rows, one column per entry of `results`, the best of each row marked *."""
+    models = list(results)
+    width = max(len(k) for k in keys)
+    col = max(12, *(len(m) for m in models))
+    lines = [f"| {'metric':<{width}} | " + " | ".join(f"{m:>{col}}" for m in models) + " |",
+             f"|:{'-' * (width + 1)}|" + "|".join("-" * (col + 1) + ":" for _ in models) + "|"]
+    for key in keys:
+        values = [results[m].get(key) for m in models]
+        best = max(v for v in values if v is not None) if any(v is not None for v in values) else None
+        cells = []
+        for v in values:
+            mark = "*" if len(models) > 1 and v is not None and v == best else " "
+            cells.append(f"{v:.4f}{mark}".rjust(col) if v is not None else "-".rjust(col))
+        lines.append(f"| {key:<{width}} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

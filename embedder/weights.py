@@ -9,8 +9,6 @@ unchanged so an exported folder holds everything the checkpoint held.
 
 from __future__ import annotations
 
-import re
-
 import torch
 
 from .encoder import Encoder
@@ -126,8 +124,3 @@ def export_state_dict(encoder: Encoder, passthrough: dict[str, torch.Tensor]) ->
     for name, tensor in passthrough.items():
         out.setdefault(name, tensor.contiguous().cpu())
     return out
-
-
-def is_layer_norm_or_bias(hf_or_our_name: str) -> bool:
-    """ST/transformers' no-weight-decay rule: biases and LayerNorm weights."""
-    return hf_or_our_name.endswith(".bias") or bool(re.search(r"(LayerNorm|_norm)\.weight$", hf_or_our_name))

@@ -1,0 +1,79 @@
+"""Quality on aipolicy (train -> test), one row per configuration and seed: map@100 before and after, wall time.
+
+    python benchmarks/quality_aipolicy.py --base all-MiniLM-L6-v2 --batch-size 16 --dims none \
+        --variant random --variant no_duplicates --variant random+mask --seeds 42,1,2
+
+Each run trains through train.train() exactly as `python train.py` does (1 epoch, validation on val.json picks the
+best checkpoint) and is scored on test.json with embedder's evaluator (equal to ST's, tests/test_evaluation.py).
+Prints a markdown table; never run as a test.
+"""
+
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+VARIANTS = {"random": ("random", False), "no_duplicates": ("no_duplicates", False),
+            "random+mask": ("random", True), "no_duplicates+mask": ("no_duplicates", True)}
+
+
+@click.command()
+@click.option("--base", default="all-MiniLM-L6-v2")
+@click.option("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "aipolicy"))
+@click.option("--batch-size", default=16, type=int)
+@click.option("--epochs", default=1, type=int)
+@click.option("--dims", default="none", help="Matryoshka dims (comma list) or none")
+@click.option("--variant", "variants", multiple=True, default=["random", "no_duplicates"])
+@click.option("--seeds", default="42")
+@click.option("--json-out", default=None)
+def main(base, data, batch_size, epochs, dims, variants, seeds, json_out):
+    import embedder
+    from embedder.data import load_ir
+    from embedder.evaluation import InformationRetrievalEvaluator
+    from train import TrainConfig, parse_dims, train
+
+    test = load_ir(Path(data) / "test.json")
+    rows = []
+    for variant in variants:
+        sampler, mask = VARIANTS[variant]
+        for seed in [int(s) for s in seeds.split(",")]:
+            with tempfile.TemporaryDirectory() as tmp:
+                config = TrainConfig(base=base, train=(str(Path(data) / "train.json"),),
+                                     eval=(str(Path(data) / "val.json"),), output=f"{tmp}/model", epochs=epochs,
+                                     batch_size=batch_size, seed=seed, matryoshka_dims=parse_dims(dims),
+                                     sampler=sampler, mask_duplicates=mask, eval_steps=None)
+                started = time.time()
+                train(config, echo=lambda *a, **k: None)
+                seconds = time.time() - started
+                model = embedder.load(f"{tmp}/model", device="cpu")
+                score_dims = [None] + ([int(d) for d in dims.split(",")][-1:] if dims != "none" else [])
+                metrics = InformationRetrievalEvaluator(test.queries, test.corpus, test.relevant,
+                                                        dims=tuple(score_dims))(model)
+            row = {"variant": variant, "seed": seed, "map@100": metrics["cosine_map@100"], "seconds": seconds}
+            if len(score_dims) > 1:
+                row[f"dim_{score_dims[1]} map@100"] = metrics[f"dim_{score_dims[1]}_cosine_map@100"]
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    print(f"\n{base}, batch {batch_size}, {epochs} epoch(s), dims {dims}; {platform.processor() or platform.machine()}, "
+          f"python {platform.python_version()}\n")
+    keys = list(rows[0])
+    print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
+    for row in rows:
+        print("| " + " | ".join(f"{row[k]:.4f}" if isinstance(row[k], float) else str(row[k]) for k in keys) + " |")
+    for variant in variants:
+        values = [r["map@100"] for r in rows if r["variant"] == variant]
+        spread = f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else ""
+        print(f"{variant}: mean map@100 {statistics.mean(values):.4f}{spread} over {len(values)} seed(s)")
+    if json_out:
+        Path(json_out).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

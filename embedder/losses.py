@@ -1,0 +1,77 @@
+"""Contrastive losses, as pure functions of embeddings.
+
+In-batch-negatives cross-entropy (ST's MultipleNegativesRankingLoss; Henderson et al. 2017, van den Oord et al.
+2018). Anchors a_i (B, D); candidates c_j (N, D) = the B positives followed by any hard-negative columns
+(N = B·(1 + k)). With s = scale (20 = 1/temperature 0.05):
+
+    logits_ij = s · cos(a_i, c_j)         loss = mean_i [ logsumexp_j logits_ij − logits_ii ]
+
+so positive i is the label of anchor i and every other candidate is a negative. It is one-directional (anchor →
+candidates), unlike open_clip's symmetric loss. An optional boolean mask removes candidates from anchor i's
+softmax (logit −inf): used to drop in-batch false negatives, i.e. other rows whose candidate text equals row i's
+positive. Logits, mask and cross-entropy are computed in float32, also under autocast.
+
+Matryoshka (Kusupati et al. 2022; ST's MatryoshkaLoss with n_dims_per_step = −1): from one forward pass, for each
+d in the nested dims truncate every embedding to its first d entries, L2-normalise, apply the inner loss, weight,
+and sum:  loss = Σ_d w_d · MNRL(a[:, :d], c[:, :d]).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def mnrl_loss(anchors: torch.Tensor, candidates: torch.Tensor, scale: float = 20.0,
+              mask: torch.Tensor | None = None) -> torch.Tensor:
+    """anchors (B, D), candidates (N ≥ B, D) with candidates[i] the positive of anchors[i]; mask (B, N) True = drop."""
+    anchors, candidates = anchors.float(), candidates.float()
+    logits = scale * (F.normalize(anchors, p=2, dim=-1) @ F.normalize(candidates, p=2, dim=-1).T)  # (B, N)
+    if mask is not None:
+        logits = logits.masked_fill(mask, float("-inf"))
+    labels = torch.arange(anchors.shape[0], device=anchors.device)
+    return F.cross_entropy(logits, labels)
+
+
+def duplicate_mask(candidate_text_ids: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """(B, N) mask of candidates whose text equals anchor i's positive text, except the positive itself.
+
+    candidate_text_ids: (N,) an id per distinct text, candidates in the loss's order (positives first)."""
+    positives = candidate_text_ids[:batch_size]
+    mask = positives[:, None] == candidate_text_ids[None, :]
+    mask[torch.arange(batch_size), torch.arange(batch_size)] = False
+    return mask
+
+
+def validate_dims(dims: Sequence[int], embedding_dimension: int, weights: Sequence[float] | None = None):
+    """Dims sorted descending with their weights; ValueError naming the bad value otherwise."""
+    dims = list(dims)
+    weights = [1.0] * len(dims) if weights is None else list(weights)
+    if not dims:
+        raise ValueError("Matryoshka needs at least one dimension")
+    if len(weights) != len(dims):
+        raise ValueError(f"{len(weights)} Matryoshka weights for {len(dims)} dims")
+    for d in dims:
+        if not isinstance(d, int) or d <= 0:
+            raise ValueError(f"Matryoshka dim {d!r} must be a positive integer")
+        if d > embedding_dimension:
+            raise ValueError(f"Matryoshka dim {d} is larger than the model's {embedding_dimension} dimensions")
+    if len(set(dims)) != len(dims):
+        raise ValueError(f"Matryoshka dims {dims} repeat a value")
+    pairs = sorted(zip(dims, weights), key=lambda p: -p[0])
+    return [d for d, _ in pairs], [w for _, w in pairs]
+
+
+def matryoshka_loss(anchors: torch.Tensor, candidates: torch.Tensor, dims: Sequence[int],
+                    weights: Sequence[float] | None = None, scale: float = 20.0,
+                    mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Σ_d w_d · mnrl_loss on the first d entries (re-normalised) of every embedding."""
+    weights = [1.0] * len(dims) if weights is None else weights
+    total = anchors.new_zeros((), dtype=torch.float32)
+    for d, w in zip(dims, weights):
+        a = F.normalize(anchors[:, :d].float(), p=2, dim=-1)
+        c = F.normalize(candidates[:, :d].float(), p=2, dim=-1)
+        total = total + w * mnrl_loss(a, c, scale, mask)
+    return total

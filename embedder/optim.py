@@ -1,0 +1,62 @@
+"""Optimiser and learning-rate schedule, with the defaults of the seeds' model cards (ST/transformers Trainer).
+
+AdamW (torch's; fused on CUDA): lr 5e-5, betas (0.9, 0.999), eps 1e-8, weight decay 0. When weight decay > 0 it
+never applies to biases, LayerNorm weights and MPNet's relative bias (transformers' rule); every parameter lands in
+exactly one group.
+
+Linear schedule with warmup W over T optimiser steps, the multiplier used *at* step s (0-based), as transformers'
+get_linear_schedule_with_warmup gives it:
+
+    s < W:  s / max(1, W)            s ≥ W:  max(0, (T − s) / max(1, T − W))
+
+W = ceil(warmup_ratio · T) unless warmup steps are given.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import torch
+from torch import nn
+
+
+# transformers' Trainer rule: no decay inside LayerNorm modules or for names matching these patterns (our names
+# keep the patterns of the Hugging Face names: relative_bias <-> relative_attention_bias, *_norm <-> LayerNorm)
+_NO_DECAY_PATTERNS = [re.compile(p) for p in (r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)")]
+
+
+def decays(model: nn.Module, name: str) -> bool:
+    return not isinstance(_owner(model, name), nn.LayerNorm) and not any(p.search(name.lower()) for p in _NO_DECAY_PATTERNS)
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (decay if decays(model, name) else no_decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    assert sum(len(g["params"]) for g in groups) == sum(1 for p in model.parameters() if p.requires_grad)
+    return [g for g in groups if g["params"]]
+
+
+def _owner(model: nn.Module, parameter_name: str) -> nn.Module:
+    module_name = parameter_name.rpartition(".")[0]
+    return model.get_submodule(module_name) if module_name else model
+
+
+def make_optimizer(model: nn.Module, lr: float = 5e-5, weight_decay: float = 0.0, betas=(0.9, 0.999),
+                   eps: float = 1e-8) -> torch.optim.AdamW:
+    on_cuda = next(model.parameters()).is_cuda
+    return torch.optim.AdamW(parameter_groups(model, weight_decay), lr=lr, betas=betas, eps=eps,
+                             fused=True if on_cuda else None)
+
+
+def warmup_steps(total_steps: int, warmup_ratio: float = 0.0, steps: int | None = None) -> int:
+    return steps if steps is not None else math.ceil(total_steps * warmup_ratio)
+
+
+def lr_multiplier(step: int, total_steps: int, warmup: int) -> float:
+    if step < warmup:
+        return step / max(1, warmup)
+    return max(0.0, (total_steps - step) / max(1, total_steps - warmup))

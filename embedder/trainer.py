@@ -1,0 +1,341 @@
+"""The fine-tuning loop: MNRL (+ Matryoshka) with AdamW, a linear schedule, clipping and mixed precision.
+
+One step, in order:
+  1. lr ← base_lr · lr_multiplier(step)                             (optim.py)
+  2. embed each column of the batch (anchors, positives, negatives) under autocast (bf16/fp16 on CUDA)
+  3. loss in float32: Σ_d w_d · MNRL(truncate_d(anchors), truncate_d(candidates))  (losses.py)
+  4. a non-finite loss skips the step; `max_bad_steps` in a row stop the run (the last checkpoint stays good)
+  5. scaled backward (GradScaler, active for fp16 only) → unscale → clip to max_grad_norm → AdamW step
+  6. log / evaluate / checkpoint at their intervals
+Weights stay float32 throughout. Batches come from batching.py (seeded by seed and epoch), so a run resumed from a
+checkpoint replays the same batches, dropout masks included (the RNG state is in the checkpoint).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import batching, checkpoints, losses, optim
+from .errors import UserError
+from .evaluation import InformationRetrievalEvaluator
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every training setting; defaults are the seeds' (ST Trainer) values unless said otherwise."""
+    base: str = "all-mpnet-base-v2"
+    train: tuple[str, ...] = ("stdlib:train",)  # files, or the embedded default data
+    eval: tuple[str, ...] = ("stdlib:val",)
+    output: str = "output/all-mpnet-base-v2-finetuned"
+    epochs: int = 5  # seeds: num_train_epochs 5 (mpnet, bge) / 1-3 (MiniLM)
+    max_steps: int | None = None  # stops early when reached
+    batch_size: int = 20  # seeds: per_device_train_batch_size 20
+    lr: float = 5e-5  # seeds: learning_rate
+    warmup_ratio: float = 0.0
+    warmup_steps: int | None = None
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    scale: float = 20.0  # MNRL scale = 1 / temperature
+    matryoshka_dims: tuple[int, ...] | None = None  # None: plain MNRL
+    precision: str = "auto"  # auto: bf16 (or fp16) autocast on CUDA, fp32 on CPU
+    max_seq_length: int | None = None  # None: the model's own
+    eval_steps: int | None = 50  # plus every epoch end
+    save_steps: int | None = None
+    save_total_limit: int | None = None
+    logging_steps: int = 10
+    sampler: str = "no_duplicates"  # or "random" (ST's default); see README for the measurement
+    mask_duplicates: bool = False  # also drop in-batch false negatives inside the loss
+    query_prompt: str = ""
+    passage_prompt: str = ""
+    select_metric: str | None = None  # default: cosine_map@100 of the first eval set
+    keep_best: bool = True
+    resume: bool = False
+    overwrite: bool = False
+    max_bad_steps: int = 5
+    eval_batch_size: int = 32
+    device: str | None = None
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        out = Path(self.output)
+        return out.parent / f"{out.name}.checkpoints"
+
+
+class TrainingStopped(Exception):
+    """The run stopped (non-finite losses, interrupt); the message is one line for the user."""
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if device.type != "cuda":
+        if precision == "fp16":
+            raise UserError("--precision fp16 needs a CUDA GPU (no GradScaler on the CPU); use fp32 or bf16")
+        return "fp32" if precision == "auto" else precision
+    if precision == "auto":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return precision
+
+
+def autocast_for(precision: str, device: torch.device):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+@dataclass
+class Batch:
+    columns: list[dict[str, torch.Tensor]]  # padded features per column
+    text_ids: torch.Tensor  # (B, columns)
+
+
+def collate(ds: batching.TokenizedPairs, rows: list[int], pad_id: int, prompt_lengths: list[int | None],
+            device: torch.device) -> Batch:
+    columns = []
+    for col, prompt_length in enumerate(prompt_lengths):
+        features = batching.pad([ds.ids[col][r] for r in rows], pad_id)
+        features = {k: v.to(device, non_blocking=True) for k, v in features.items()}
+        if prompt_length:
+            features["prompt_length"] = prompt_length
+        columns.append(features)
+    return Batch(columns, torch.from_numpy(ds.text_ids[rows]))
+
+
+def batch_loss(model, batch: Batch, config: TrainConfig, dims, weights, autocast) -> torch.Tensor:
+    with autocast:
+        embeddings = [model(features) for features in batch.columns]  # per column (B, D)
+    anchors, candidates = embeddings[0], torch.cat(embeddings[1:], dim=0)  # (B, D), (B·(cols−1), D)
+    mask = None
+    if config.mask_duplicates:
+        candidate_ids = batch.text_ids[:, 1:].T.reshape(-1)  # positives first, then each negative column
+        mask = losses.duplicate_mask(candidate_ids, anchors.shape[0]).to(anchors.device)
+    if dims:
+        return losses.matryoshka_loss(anchors, candidates, dims, weights, config.scale, mask)
+    return losses.mnrl_loss(anchors, candidates, config.scale, mask)
+
+
+def mean_offdiagonal_cosine(model, texts: list[str], batch_size: int) -> float:
+    """Collapse check: the mean cosine between different texts (near 1 means every text looks alike)."""
+    emb = model.encode(texts[:200], batch_size=batch_size, convert_to_numpy=False).float()
+    emb = torch.nn.functional.normalize(emb, dim=1)
+    sims = emb @ emb.T
+    n = sims.shape[0]
+    return float((sims.sum() - sims.diagonal().sum()) / max(n * n - n, 1))
+
+
+@dataclass
+class RunState:
+    """Where the loop is; saved in every checkpoint."""
+    step: int = 0  # optimiser steps done
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    bad_steps: int = 0
+    scaler: dict = field(default_factory=dict)
+
+
+class Trainer:
+    def __init__(self, model, config: TrainConfig, train_sets: list[batching.TokenizedPairs],
+                 evaluators: list[InformationRetrievalEvaluator], select_metric: str | None, log_path: Path,
+                 echo=print):
+        self.model, self.config, self.train_sets, self.evaluators = model, config, train_sets, evaluators
+        self.select_metric, self.log_path, self.echo = select_metric, log_path, echo
+        self.device = model.device
+        self.precision = resolve_precision(config.precision, self.device)
+        self.autocast = autocast_for(self.precision, self.device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
+        self.optimizer = optim.make_optimizer(model, config.lr, config.weight_decay)
+        self.dims, self.weights = (losses.validate_dims(config.matryoshka_dims, model.embedding_dimension)
+                                   if config.matryoshka_dims else (None, None))
+        self.prompt_lengths = [model.tokenizer.prompt_length(config.query_prompt) if config.query_prompt else None]
+        n_cols = len(train_sets[0].columns)
+        self.prompt_lengths += [model.tokenizer.prompt_length(config.passage_prompt) if config.passage_prompt else None
+                                ] * (n_cols - 1)
+        self.plan = [batching.epoch_batches(train_sets, config.batch_size, config.sampler, config.seed, e)
+                     for e in range(config.epochs)]
+        self.total_steps = sum(len(p) for p in self.plan)
+        if config.max_steps:
+            self.total_steps = min(self.total_steps, config.max_steps)
+        self.warmup = optim.warmup_steps(self.total_steps, config.warmup_ratio, config.warmup_steps)
+        self.state = RunState()
+        self.best_weights = None
+        self.log_rows: list[dict] = []
+
+    # ----- logging and evaluation ----------------------------------------------------------------------------
+    def log(self, row: dict) -> None:
+        self.log_rows.append(row)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def evaluate(self) -> dict[str, float]:
+        metrics = {}
+        for evaluator in self.evaluators:
+            metrics.update(evaluator(self.model))
+        self.model.train()
+        return metrics
+
+    def epoch_fraction(self) -> float:
+        steps_in_epoch = len(self.plan[self.state.epoch]) if self.state.epoch < len(self.plan) else 1
+        return round(self.state.epoch + self.state.batch_in_epoch / steps_in_epoch, 4)
+
+    def evaluate_and_track(self) -> dict[str, float]:
+        metrics = self.evaluate()
+        self.log({"step": self.state.step, "epoch": self.epoch_fraction(), **metrics})
+        value = metrics.get(self.select_metric) if self.select_metric else None
+        if value is not None:
+            self.echo(f"  step {self.state.step} (epoch {self.epoch_fraction()}): {self.select_metric} = {value:.4f}")
+            if self.state.best_metric is None or value > self.state.best_metric:
+                self.state.best_metric, self.state.best_step = value, self.state.step
+                if self.config.keep_best:
+                    self.best_weights = checkpoints.model_state(self.model)
+                    if self.config.save_steps:
+                        checkpoints.save_weights(self.config.checkpoint_dir / "best", self.best_weights,
+                                                 {"step": self.state.step, "metric": value})
+        return metrics
+
+    # ----- checkpoints ---------------------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        self.state.scaler = self.scaler.state_dict() if self.scaler.is_enabled() else {}
+        folder = self.config.checkpoint_dir / f"step-{self.state.step}"
+        checkpoints.save_checkpoint(folder, self.model, self.optimizer, asdict(self.state))
+        checkpoints.prune(self.config.checkpoint_dir, self.config.save_total_limit)
+        return folder
+
+    def resume(self) -> bool:
+        found = checkpoints.list_checkpoints(self.config.checkpoint_dir)
+        if not found:
+            return False
+        step, folder = found[-1]
+        saved = checkpoints.load_checkpoint(folder, self.model, self.optimizer)
+        self.state = RunState(**saved)
+        if self.state.scaler and self.scaler.is_enabled():
+            self.scaler.load_state_dict(self.state.scaler)
+        best = self.config.checkpoint_dir / "best"
+        if self.config.keep_best and (best / "model.safetensors").is_file():
+            self.best_weights, _ = checkpoints.load_weights(best)
+        if self.log_path.is_file():  # drop log rows written after this checkpoint
+            rows = [json.loads(line) for line in self.log_path.read_text(encoding="utf-8").splitlines() if line]
+            self.log_rows = [r for r in rows if r.get("step", 0) <= step]
+            self.log_path.write_text("".join(json.dumps(r) + "\n" for r in self.log_rows), encoding="utf-8")
+        self.echo(f"resumed from {folder} (step {step})")
+        return True
+
+    # ----- the loop ------------------------------------------------------------------------------------------
+    def step(self, batch: Batch) -> tuple[float, float]:
+        config, state = self.config, self.state
+        lr = config.lr * optim.lr_multiplier(state.step, self.total_steps, self.warmup)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        loss = batch_loss(self.model, batch, config, self.dims, self.weights, self.autocast)
+        if not torch.isfinite(loss):
+            self.optimizer.zero_grad(set_to_none=True)
+            state.bad_steps += 1
+            if state.bad_steps >= config.max_bad_steps:
+                kept = checkpoints.list_checkpoints(config.checkpoint_dir)
+                where = f"; the last good checkpoint is {kept[-1][1]}" if kept else ""
+                raise TrainingStopped(f"the loss was NaN/inf for {state.bad_steps} steps in a row at step {state.step}"
+                                      f"{where}; lower --lr or use --precision fp32")
+            return float("nan"), lr
+        state.bad_steps = 0
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.max_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.item(), lr
+
+    def run(self, progress=None) -> None:
+        config, state = self.config, self.state
+        self.model.train()
+        pad_id = self.model.tokenizer.pad_token_id
+        interrupted = []
+        previous_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+        running, count = 0.0, 0
+        try:
+            while state.epoch < config.epochs and state.step < self.total_steps:
+                plan = self.plan[state.epoch]
+                while state.batch_in_epoch < len(plan) and state.step < self.total_steps:
+                    set_index, rows = plan[state.batch_in_epoch]
+                    batch = collate(self.train_sets[set_index], rows, pad_id, self.prompt_lengths, self.device)
+                    loss, lr = self.step(batch)
+                    state.step += 1
+                    state.batch_in_epoch += 1
+                    if math.isfinite(loss):
+                        running, count = running + loss, count + 1
+                    if progress is not None:
+                        progress.update(1)
+                        progress.set_postfix(loss=f"{loss:.4f}", epoch=self.epoch_fraction())
+                    if state.step % config.logging_steps == 0 and count:
+                        self.log({"step": state.step, "epoch": self.epoch_fraction(), "loss": running / count, "lr": lr})
+                        running, count = 0.0, 0
+                    at_epoch_end = state.batch_in_epoch == len(plan)
+                    if self.evaluators and (at_epoch_end or (config.eval_steps and state.step % config.eval_steps == 0)):
+                        self.evaluate_and_track()
+                    if at_epoch_end:
+                        state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+                    if config.save_steps and state.step % config.save_steps == 0:
+                        self.save_checkpoint()
+                    if interrupted:
+                        folder = self.save_checkpoint()
+                        raise TrainingStopped(f"interrupted at step {state.step}: checkpoint saved to {folder}; "
+                                              "continue with --resume")
+                if state.batch_in_epoch >= len(plan):
+                    state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+        finally:
+            signal.signal(signal.SIGINT, previous_handler)
+        if count:
+            self.log({"step": state.step, "epoch": self.epoch_fraction(), "loss": running / count})
+        self.model.eval()
+
+    def finish_weights(self) -> int:
+        """Load the best weights into the model when keeping the best; returns the step they come from."""
+        if self.config.keep_best and self.best_weights is not None and self.state.best_step is not None:
+            self.model.load_state_dict(self.best_weights)
+            return self.state.best_step
+        return self.state.step
+
+
+def startup_report(model, config: TrainConfig, train_sets, trainer: Trainer) -> list[str]:
+    """What the settings really mean, in plain lines."""
+    pairs = sum(len(ds) for ds in train_sets)
+    n_neg_cols = len(train_sets[0].columns) - 2
+    B = config.batch_size
+    negatives = (B - 1) + B * n_neg_cols
+    steps_per_epoch = len(trainer.plan[0]) if trainer.plan else 0
+    dup = np.mean([batching.duplicate_share(ds.text_ids, B) for ds in train_sets])
+    passages = [ids for ds in train_sets for col in ds.ids[1:] for ids in col]
+    truncated = np.mean([len(ids) >= model.max_seq_length for ids in passages]) if passages else 0.0
+    lines = [
+        f"base model: {config.base} ({model.embedding_dimension} dims, max_seq_length {model.max_seq_length}, "
+        f"precision {trainer.precision} on {trainer.device})",
+        f"training pairs: {pairs} in {len(train_sets)} set(s), columns {', '.join(train_sets[0].columns)}",
+        f"steps: {steps_per_epoch} per epoch x {config.epochs} epochs = {trainer.total_steps} optimiser steps "
+        f"(batch {B}, warmup {trainer.warmup})",
+        f"negatives per query: {negatives} ({B - 1} in-batch" + (f" + {B * n_neg_cols} hard)" if n_neg_cols else ")"),
+        f"random batches of {B} holding a repeated text: {dup:.1%}; sampler: {config.sampler}"
+        + (", duplicates masked in the loss" if config.mask_duplicates else ""),
+        f"passages truncated at max_seq_length {model.max_seq_length}: {truncated:.1%}",
+        f"scale {config.scale:g} = temperature {1 / config.scale:.3g}; lr {config.lr:g}, linear decay, "
+        f"max_grad_norm {config.max_grad_norm:g}",
+        "loss: " + (f"Matryoshka over dims {list(trainer.dims)} of MNRL" if trainer.dims else "MNRL"),
+    ]
+    if trainer.select_metric:
+        lines.append(f"best checkpoint chosen by {trainer.select_metric}")
+    return lines
+
+
+__all__ = ["TrainConfig", "Trainer", "TrainingStopped", "startup_report"]

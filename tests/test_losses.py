@@ -1,0 +1,83 @@
+"""Losses against sentence-transformers: MNRL value and gradient w.r.t. the embeddings (with and without hard
+negatives), a 2x2 case worked by hand, the duplicate mask, and the whole-model loss (MNRL and Matryoshka) of one
+batch in eval mode against ST's loss on the same model and batch."""
+
+import math
+
+import pytest
+import torch
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.losses import MatryoshkaLoss, MultipleNegativesRankingLoss
+
+import embedder
+from embedder import losses
+
+
+def _grads(fn, *tensors):
+    leaves = [t.detach().clone().requires_grad_(True) for t in tensors]
+    value = fn(*leaves)
+    value.backward()
+    return value.detach(), [leaf.grad for leaf in leaves]
+
+
+@pytest.mark.parametrize("negative_columns", [0, 1, 3])
+def test_mnrl_value_and_gradient_match_st(negative_columns):
+    generator = torch.Generator().manual_seed(negative_columns)
+    columns = [torch.randn(8, 32, generator=generator) for _ in range(2 + negative_columns)]
+    st_loss = MultipleNegativesRankingLoss(model=None, scale=20.0)
+    expected, expected_grads = _grads(lambda *e: st_loss.compute_loss_from_embeddings(list(e), None), *columns)
+    got, got_grads = _grads(lambda a, *c: losses.mnrl_loss(a, torch.cat(c), 20.0), *columns)
+    assert abs(got - expected) <= 1e-6
+    for g, e in zip(got_grads, expected_grads):
+        assert torch.allclose(g, e, atol=1e-6)
+
+
+def test_mnrl_by_hand():
+    # anchors a1 = (1, 0), a2 = (0, 1); positives p1 = (1, 0), p2 = (1, 1)/√2; scale 1
+    # row 1 logits (1, 1/√2), label 0; row 2 logits (0, 1/√2), label 1
+    anchors = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    positives = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    r = 1 / math.sqrt(2)
+    row1 = math.log(math.exp(1) + math.exp(r)) - 1
+    row2 = math.log(math.exp(0) + math.exp(r)) - r
+    assert losses.mnrl_loss(anchors, positives, scale=1.0).item() == pytest.approx((row1 + row2) / 2, abs=1e-6)
+
+
+def test_duplicate_mask_removes_false_negatives():
+    # positives of rows 0 and 2 are the same text (id 7): each must not be the other's negative
+    mask = losses.duplicate_mask(torch.tensor([7, 3, 7, 9]), 4)
+    assert mask.tolist() == [[False, False, True, False], [False] * 4, [True, False, False, False], [False] * 4]
+    anchors = torch.randn(4, 8)
+    positives = torch.randn(4, 8)
+    positives[2] = positives[0]
+    masked = losses.mnrl_loss(anchors, positives, mask=mask)
+    logits = 20 * torch.nn.functional.normalize(anchors, dim=1) @ torch.nn.functional.normalize(positives, dim=1).T
+    logits[0, 2] = logits[2, 0] = -float("inf")
+    expected = torch.nn.functional.cross_entropy(logits, torch.arange(4))
+    assert torch.allclose(masked, expected)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # logits stay float32 under autocast
+        assert torch.isfinite(losses.mnrl_loss(anchors.bfloat16(), positives.bfloat16(), mask=mask))
+
+
+def test_matryoshka_dims_validation():
+    assert losses.validate_dims([64, 256, 128], 256) == ([256, 128, 64], [1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="larger than the model"):
+        losses.validate_dims([512], 384)
+    with pytest.raises(ValueError, match="positive"):
+        losses.validate_dims([0], 384)
+
+
+@pytest.mark.parametrize("dims", [None, (384, 256, 128, 64)])
+def test_whole_model_loss_matches_st(minilm_folder, dims):
+    anchors = ["What rights do people have?", "How is data protected?", "Who audits the systems?", "a"]
+    positives = ["People have rights.", "Data is encrypted at rest.", "Independent auditors do.", "b " * 50]
+    st_model = SentenceTransformer(str(minilm_folder), device="cpu").eval()
+    inner = MultipleNegativesRankingLoss(st_model)
+    st_loss = MatryoshkaLoss(st_model, inner, list(dims)) if dims else inner
+    features = [st_model.preprocess(anchors), st_model.preprocess(positives)]
+    expected = st_loss(features, None).item()
+
+    ours = embedder.load(str(minilm_folder), device="cpu").eval()
+    a, p = ours(ours.tokenize(anchors)), ours(ours.tokenize(positives))
+    got = (losses.matryoshka_loss(a, p, dims) if dims else losses.mnrl_loss(a, p)).item()
+    assert abs(got - expected) <= 1e-5

@@ -1,0 +1,64 @@
+"""Optimiser and schedule: the learning-rate multiplier against transformers' get_linear_schedule_with_warmup,
+the weight-decay groups against transformers' Trainer rule applied to the Hugging Face names, and one optimiser
+step against AdamW computed by hand."""
+
+import math
+
+import pytest
+import torch
+from transformers import BertConfig, BertModel, MPNetConfig, MPNetModel, get_linear_schedule_with_warmup
+from transformers.trainer_pt_utils import get_parameter_names
+
+from embedder import optim, weights
+from embedder.encoder import Encoder, EncoderConfig
+
+
+@pytest.mark.parametrize("total,warmup", [(38, 0), (150, 15), (7, 3), (1, 0)])
+def test_schedule_matches_transformers(total, warmup):
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=1.0)
+    scheduler = get_linear_schedule_with_warmup(opt, warmup, total)
+    for step in range(total + 2):
+        assert optim.lr_multiplier(step, total, warmup) == pytest.approx(opt.param_groups[0]["lr"], abs=1e-12)
+        opt.step()
+        scheduler.step()
+    assert optim.warmup_steps(150, 0.1) == 15 and optim.warmup_steps(38, 0.05) == 2
+
+
+@pytest.mark.parametrize("reference", [
+    BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=32), add_pooling_layer=False),
+    MPNetModel(MPNetConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=32), add_pooling_layer=False)])
+def test_decay_groups_match_transformers_rule(reference):
+    forbidden = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
+    hf_decay = set(get_parameter_names(reference, [torch.nn.LayerNorm], forbidden))
+    ours = Encoder(EncoderConfig.from_hf(reference.config.to_dict()))
+    table = weights._expand(ours.config.architecture, ours.config.num_layers)
+    our_decay = {name for name, _ in ours.named_parameters() if optim.decays(ours, name)}
+    hf_names_of = {}
+    for hf_name, (our_name, _) in table.items():
+        hf_names_of.setdefault(our_name, set()).add(hf_name)
+    mapped = set().union(*(hf_names_of[n] for n in our_decay))
+    assert mapped == {n for n in hf_decay if n in table}
+    groups = optim.parameter_groups(ours, 0.01)
+    assert sum(len(g["params"]) for g in groups) == len(list(ours.parameters()))
+
+
+def test_one_adamw_step_by_hand():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    w0, b0 = model.weight.detach().clone(), model.bias.detach().clone()
+    opt = optim.make_optimizer(model, lr=0.1, weight_decay=0.5)
+    loss = model(torch.tensor([[1.0, -2.0, 0.5]])).pow(2).sum()
+    loss.backward()
+    gw, gb = model.weight.grad.clone(), model.bias.grad.clone()
+    opt.step()
+    # step 1: m = (1-β1) g, v = (1-β2) g², bias-corrected m̂ = g, v̂ = g²;
+    # θ ← θ − lr·wd·θ (decoupled, weights only) − lr · m̂ / (√v̂ + eps)
+    eps = 1e-8
+    expected_w = w0 - 0.1 * 0.5 * w0 - 0.1 * gw / (gw.abs() + eps)
+    expected_b = b0 - 0.1 * gb / (gb.abs() + eps)
+    assert torch.allclose(model.weight, expected_w, atol=1e-6)
+    assert torch.allclose(model.bias, expected_b, atol=1e-6)
+    assert math.isclose(opt.param_groups[0]["betas"][0], 0.9) and opt.param_groups[0]["eps"] == 1e-8

@@ -1,0 +1,107 @@
+"""train.py end to end, as a user runs it (subprocesses, CPU, all-MiniLM-L6-v2, a few steps): the output folder
+loads in sentence-transformers with the same embeddings, carries a model card and the training log; user mistakes
+exit 2 with one line and write nothing; a run killed with SIGKILL resumes to the same weights as an uninterrupted
+run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+from sentence_transformers import SentenceTransformer
+
+import embedder
+from conftest import REPO
+
+
+def run_train(*args, cwd=None, wait=True):
+    command = [sys.executable, str(REPO / "train.py"), "--base", "all-MiniLM-L6-v2", *args]
+    if not wait:
+        return subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd or REPO, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def small_ir(tmp_path_factory, aipolicy_dir):
+    """aipolicy val cut to 40 questions: a fast evaluation set."""
+    data = json.loads((aipolicy_dir / "val.json").read_text())
+    keep = list(data["questions"])[:40]
+    relevant = {q: data["relevant_contexts"][q] for q in keep}
+    corpus_ids = {p for q in keep for p in relevant[q]}
+    small = {"questions": {q: data["questions"][q] for q in keep},
+             "corpus": {p: t for p, t in data["corpus"].items() if p in corpus_ids}, "relevant_contexts": relevant}
+    path = tmp_path_factory.mktemp("ir") / "small_val.json"
+    path.write_text(json.dumps(small))
+    return path
+
+
+def test_train_then_load_in_st(aipolicy_dir, small_ir, tmp_path):
+    out = tmp_path / "model"
+    result = run_train("--train", str(aipolicy_dir / "train.json"), "--eval", str(small_ir), "--max-steps", "3",
+                       "--batch-size", "8", "--matryoshka-dims", "384,128", "--query-prompt", "query: ",
+                       "--output", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "negatives per query: 7" in result.stdout and "cosine_map@100" in result.stdout
+    texts = ["What rights do people have?", "Automated systems must be safe.", ""]
+    st = SentenceTransformer(str(out), device="cpu")
+    ours = embedder.load(str(out), device="cpu")
+    assert np.abs(st.encode(texts) - ours.encode(texts)).max() <= 1e-5
+    assert np.abs(st.encode_query(texts) - ours.encode(texts, prompt="query: ")).max() <= 1e-5
+    card = (out / "README.md").read_text()
+    assert "SentenceTransformer(" in card and "MatryoshkaLoss" in card and "cosine_map@100" in card
+    log = [json.loads(line) for line in (out / "training_log.jsonl").read_text().splitlines()]
+    assert log[0]["step"] == 0 and "cosine_map@100" in log[0] and any("loss" in row for row in log)
+    assert json.loads((out / "train_config.json").read_text())["matryoshka_dims"] == [384, 128]
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--batch-size", "0"], "--batch-size 0"),
+    (["--train", "missing.csv"], "no such file"),
+    (["--select-metric", "cosine_map@1000"], "--select-metric"),
+    (["--matryoshka-dims", "512"], "larger than the model"),
+    (["--precision", "fp16", "--device", "cpu"], "fp16 needs a CUDA GPU"),
+    (["--resume"], "no checkpoint"),
+])
+def test_user_errors_exit_2_and_write_nothing(args, fragment, tmp_path, small_ir):
+    result = run_train("--eval", str(small_ir), "--output", str(tmp_path / "out"), "--max-steps", "1", *args,
+                       cwd=tmp_path)
+    assert result.returncode == 2, (result.stdout[-500:], result.stderr[-1500:])
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.checkpoints").exists()
+
+
+def test_refuses_to_replace_a_model_without_overwrite(tmp_path, minilm_folder):
+    embedder.load(str(minilm_folder), device="cpu").save(tmp_path / "out")
+    before = sorted(p.name for p in (tmp_path / "out").iterdir())
+    result = run_train("--output", str(tmp_path / "out"), "--max-steps", "1", cwd=tmp_path)
+    assert result.returncode == 2 and "--overwrite" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == before
+
+
+def test_killed_run_resumes_to_the_same_weights(aipolicy_dir, tmp_path):
+    common = ["--train", str(aipolicy_dir / "train.json"), "--eval", "none", "--batch-size", "8", "--max-steps", "8",
+              "--save-steps", "2", "--matryoshka-dims", "none", "--keep-last"]
+    straight = run_train(*common, "--output", str(tmp_path / "straight"))
+    assert straight.returncode == 0, straight.stderr[-1500:]
+
+    process = run_train(*common, "--output", str(tmp_path / "resumed"), wait=False)
+    first = tmp_path / "resumed.checkpoints" / "step-2" / "trainer_state.json"
+    deadline = time.time() + 600
+    while not first.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL and not (tmp_path / "resumed").exists()
+    again = run_train(*common, "--output", str(tmp_path / "resumed"), "--resume")
+    assert again.returncode == 0, again.stderr[-1500:]
+    assert "resumed from" in again.stdout
+    a = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "model.safetensors"))
+    assert set(a) == set(b)
+    assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) <= 1e-6
