@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from embedder.errors import UserError
+from embedder.st_format import check_writable
 
 DEFAULT_MODEL = "all-mpnet-base-v2"
 
@@ -32,16 +33,6 @@ def parse_dims(text: str | None) -> list[int]:
     return dims
 
 
-def check_writable(path: str | None, flag: str) -> None:
-    if path is None:
-        return
-    parent = Path(path).resolve().parent
-    if Path(path).is_dir():
-        raise UserError(f"{flag} {path} is a directory; give a file name")
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise UserError(f"{flag} {path}: folder {parent} does not exist or is not writable; choose another path")
-
-
 def write_json_atomically(path: str, obj) -> None:
     tmp = Path(f"{path}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
@@ -56,8 +47,11 @@ def run(models, data, dims, json_out, batch_size, precision, per_query_out, devi
     if batch_size <= 0:
         raise UserError(f"--batch-size {batch_size}: must be a positive integer")
     dims = parse_dims(dims)
-    check_writable(json_out, "--json")
-    check_writable(per_query_out, "--per-query")
+    for path, flag in ((json_out, "--json"), (per_query_out, "--per-query")):
+        if path is not None:
+            if Path(path).is_dir():
+                raise UserError(f"{flag} {path} is a directory; give a file name")
+            check_writable(path, flag)
     data = list(data) or ["stdlib:test"]
     sets = [(Path(spec).stem if spec.endswith(".json") or spec.endswith(".jsonl") else spec.replace(":", "_"),
              load_eval_set(spec)) for spec in data]

@@ -11,7 +11,6 @@ card) and training_log.jsonl. User mistakes end with one line on stderr and exit
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import click
 
 from embedder.errors import UserError
+from embedder.st_format import check_writable
 from embedder.trainer import PRECISIONS, TrainConfig, TrainingStopped
 
 SEED_DIMS = (768, 512, 256, 128, 64)
@@ -55,6 +55,8 @@ def check_numbers(config: TrainConfig) -> None:
                             ("--max-steps", config.max_steps, config.max_steps is None or config.max_steps >= 1),
                             ("--eval-steps", config.eval_steps, config.eval_steps is None or config.eval_steps >= 1),
                             ("--save-steps", config.save_steps, config.save_steps is None or config.save_steps >= 1),
+                            ("--mini-batch-size", config.mini_batch_size,
+                             config.mini_batch_size is None or config.mini_batch_size >= 1),
                             ("--max-seq-length", config.max_seq_length,
                              config.max_seq_length is None or config.max_seq_length >= 2)):
         if not ok:
@@ -68,11 +70,7 @@ def check_output(config: TrainConfig) -> None:
     if out.is_dir() and any(out.iterdir()) and not config.overwrite:
         holds = "a model" if (out / "modules.json").is_file() or (out / "config.json").is_file() else "files"
         raise UserError(f"--output {out} already holds {holds}; pass --overwrite to replace it or choose another folder")
-    parent = out.resolve().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise UserError(f"--output {out}: {parent} is not writable; choose another folder")
+    check_writable(out, "--output")
     if config.resume and not any(config.checkpoint_dir.glob("step-*/trainer_state.json")):
         raise UserError(f"--resume: no checkpoint in {config.checkpoint_dir}; start without --resume")
 
@@ -102,13 +100,28 @@ def train(config: TrainConfig, echo=click.echo) -> dict:
 
     import torch
 
+    from embedder import distributed
+    context, device = distributed.setup(config.device)
+    try:
+        return _train(config, train_pairs, eval_sets, context, device, echo if context.is_main else _quiet)
+    finally:
+        distributed.teardown(context)
+
+
+def _quiet(*args, **kwargs):
+    pass
+
+
+def _train(config, train_pairs, eval_sets, context, device, echo) -> dict:
+    import torch
+
     import embedder
-    from embedder import batching, model_card
+    from embedder import batching, distributed, model_card
     from embedder.evaluation import InformationRetrievalEvaluator, format_table
     from embedder.trainer import Trainer, mean_offdiagonal_cosine, startup_report
 
-    torch.manual_seed(config.seed)
-    model = embedder.load(config.base, device=config.device)
+    torch.manual_seed(config.seed + context.rank)  # dropout masks differ between processes
+    model = embedder.load(config.base, device=device)
     if config.max_seq_length:
         model.tokenizer.max_seq_length = config.max_seq_length
     dims = config.matryoshka_dims
@@ -138,31 +151,35 @@ def train(config: TrainConfig, echo=click.echo) -> dict:
     train_sets = [batching.TokenizedPairs.build(p, tokenize, config.query_prompt, config.passage_prompt)
                   for p in train_pairs]
     log_path = config.checkpoint_dir / "training_log.jsonl"
-    trainer = Trainer(model, config, train_sets, evaluators, select_metric, log_path, echo)
+    trainer = Trainer(model, config, train_sets, evaluators, select_metric, log_path, echo, context)
     for line in startup_report(model, config, train_sets, trainer):
         echo(line)
+    if context.enabled:
+        echo(f"torchrun: {context.world_size} processes x batch {config.batch_size} = global batch "
+             f"{trainer.global_batch}; negatives gathered across devices: {config.gather_across_devices}")
 
     resumed = config.resume and trainer.resume()
-    if not resumed:
-        if log_path.exists():
-            log_path.unlink()
+    if not resumed and context.is_main and log_path.exists():
+        log_path.unlink()
     started = time.time()
     base_metrics = {}
     if evaluators:
         echo("evaluating the base model…")
         base_metrics = trainer.evaluate() if resumed else trainer.evaluate_and_track()
-        trainer.model.eval()
-        if select_metric:
+        if select_metric and base_metrics:
             echo(f"base {select_metric} = {base_metrics[select_metric]:.4f}")
 
     from tqdm.auto import tqdm
     with tqdm(total=trainer.total_steps, initial=trainer.state.step, desc="training", unit="step",
-              disable=None) as progress:
+              disable=None if context.is_main else True) as progress:
         trainer.run(progress)
     chosen_step = trainer.finish_weights()
     final_metrics = trainer.evaluate() if evaluators else {}
     model.eval()
     train_seconds = time.time() - started
+    if not context.is_main:
+        distributed.barrier(context)
+        return {"base": {}, "final": {}, "output": config.output}
 
     from embedder import __version__
     import tokenizers
@@ -182,6 +199,7 @@ def train(config: TrainConfig, echo=click.echo) -> dict:
     if log_path.is_file():
         shutil.copyfile(log_path, out / "training_log.jsonl")
     (out / "train_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n", encoding="utf-8")
+    distributed.barrier(context)
 
     echo(f"\ntrained {trainer.state.step} steps in {train_seconds:.0f} s; saved the model of step {chosen_step} to {out}")
     if final_metrics:
@@ -235,11 +253,15 @@ def _set_name(spec: str) -> str:
 @click.option("--select-metric", default=None, help="validation metric that picks the best checkpoint "
               "(default cosine_map@100)")
 @click.option("--keep-last", is_flag=True, help="save the last model instead of the best by --select-metric")
+@click.option("--mini-batch-size", default=None, type=int,
+              help="GradCache: embed this many texts at a time, so a large --batch-size fits in memory")
+@click.option("--gather-across-devices/--no-gather-across-devices", default=True, show_default=True,
+              help="under torchrun, use the positives of every process as negatives")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1… (default: cuda when available)")
 def main(base, train_files, eval_files, output, epochs, max_steps, batch_size, lr, warmup_ratio, weight_decay,
          max_grad_norm, seed, scale, matryoshka_dims, precision, max_seq_length, eval_steps, save_steps,
          save_total_limit, resume, overwrite, no_duplicates, mask_duplicates, query_prompt, passage_prompt,
-         select_metric, keep_last, device):
+         select_metric, keep_last, mini_batch_size, gather_across_devices, device):
     """Fine-tune BASE on (question, passage) pairs and save a sentence-transformers folder."""
     try:
         if eval_files == ("none",):
@@ -255,7 +277,8 @@ def main(base, train_files, eval_files, output, epochs, max_steps, batch_size, l
             save_total_limit=save_total_limit, resume=resume, overwrite=overwrite,
             sampler="no_duplicates" if no_duplicates else "random", mask_duplicates=mask_duplicates,
             query_prompt=query_prompt, passage_prompt=passage_prompt, select_metric=select_metric,
-            keep_best=not keep_last, device=device)
+            keep_best=not keep_last, device=device, mini_batch_size=mini_batch_size,
+            gather_across_devices=gather_across_devices)
         train(config)
     except UserError as err:
         click.echo(f"error: {err}", err=True)

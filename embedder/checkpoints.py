@@ -26,14 +26,19 @@ def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu().clone() for k, v in model.state_dict().items()}
 
 
-def save_checkpoint(folder: Path, model, optimizer, state: dict) -> None:
+def rng_state() -> dict:
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def save_checkpoint(folder: Path, model, optimizer, state: dict, rng: dict | list[dict]) -> None:
+    """rng: this process's rng_state(), or a list with one per process under torchrun."""
     def fill(staging: Path):
         save_file(model_state(model), str(staging / "model.safetensors"))
         torch.save(optimizer.state_dict(), staging / "optimizer.pt")
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        torch.save(rng, staging / "rng.pt")
+        torch.save(rng if isinstance(rng, list) else [rng], staging / "rng.pt")
         (staging / "trainer_state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
 
     write_atomically(folder, fill)
@@ -63,10 +68,12 @@ def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def load_checkpoint(folder: Path, model, optimizer) -> dict:
-    model.load_state_dict(load_file(str(folder / "model.safetensors")))
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
-    rng = torch.load(folder / "rng.pt", map_location="cpu", weights_only=True)
+def load_checkpoint(folder: Path, model, optimizer, rank: int = 0) -> dict:
+    device = next(model.parameters()).device
+    model.load_state_dict({k: v.to(device) for k, v in load_file(str(folder / "model.safetensors")).items()})
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location=device, weights_only=True))
+    states = torch.load(folder / "rng.pt", map_location="cpu", weights_only=True)
+    rng = states[rank] if rank < len(states) else states[0]
     torch.set_rng_state(rng["torch"])
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])

@@ -25,23 +25,26 @@ import torch.nn.functional as F
 
 
 def mnrl_loss(anchors: torch.Tensor, candidates: torch.Tensor, scale: float = 20.0,
-              mask: torch.Tensor | None = None) -> torch.Tensor:
-    """anchors (B, D), candidates (N ≥ B, D) with candidates[i] the positive of anchors[i]; mask (B, N) True = drop."""
+              mask: torch.Tensor | None = None, offset: int = 0) -> torch.Tensor:
+    """anchors (B, D), candidates (N ≥ B, D) with candidates[offset + i] the positive of anchors[i] (offset > 0 when
+    the candidates were gathered from several devices); mask (B, N) True = drop."""
     anchors, candidates = anchors.float(), candidates.float()
     logits = scale * (F.normalize(anchors, p=2, dim=-1) @ F.normalize(candidates, p=2, dim=-1).T)  # (B, N)
     if mask is not None:
         logits = logits.masked_fill(mask, float("-inf"))
-    labels = torch.arange(anchors.shape[0], device=anchors.device)
+    labels = offset + torch.arange(anchors.shape[0], device=anchors.device)
     return F.cross_entropy(logits, labels)
 
 
-def duplicate_mask(candidate_text_ids: torch.Tensor, batch_size: int) -> torch.Tensor:
+def duplicate_mask(candidate_text_ids: torch.Tensor, batch_size: int, offset: int = 0) -> torch.Tensor:
     """(B, N) mask of candidates whose text equals anchor i's positive text, except the positive itself.
 
-    candidate_text_ids: (N,) an id per distinct text, candidates in the loss's order (positives first)."""
-    positives = candidate_text_ids[:batch_size]
+    candidate_text_ids: (N,) an id per distinct text, candidates in the loss's order (positives first, anchor i's
+    positive at offset + i)."""
+    positives = candidate_text_ids[offset:offset + batch_size]
     mask = positives[:, None] == candidate_text_ids[None, :]
-    mask[torch.arange(batch_size), torch.arange(batch_size)] = False
+    rows = torch.arange(batch_size)
+    mask[rows, offset + rows] = False
     return mask
 
 
@@ -66,12 +69,12 @@ def validate_dims(dims: Sequence[int], embedding_dimension: int, weights: Sequen
 
 def matryoshka_loss(anchors: torch.Tensor, candidates: torch.Tensor, dims: Sequence[int],
                     weights: Sequence[float] | None = None, scale: float = 20.0,
-                    mask: torch.Tensor | None = None) -> torch.Tensor:
+                    mask: torch.Tensor | None = None, offset: int = 0) -> torch.Tensor:
     """Σ_d w_d · mnrl_loss on the first d entries (re-normalised) of every embedding."""
     weights = [1.0] * len(dims) if weights is None else weights
     total = anchors.new_zeros((), dtype=torch.float32)
     for d, w in zip(dims, weights):
         a = F.normalize(anchors[:, :d].float(), p=2, dim=-1)
         c = F.normalize(candidates[:, :d].float(), p=2, dim=-1)
-        total = total + w * mnrl_loss(a, c, scale, mask)
+        total = total + w * mnrl_loss(a, c, scale, mask, offset)
     return total

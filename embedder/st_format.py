@@ -72,6 +72,20 @@ def read_layout(folder: Path) -> FolderLayout:
     return layout
 
 
+def check_writable(path: str | Path, flag: str) -> None:
+    """UserError unless `path` could be created: its nearest existing ancestor is a folder we can write in."""
+    path = Path(path).expanduser()
+    parent = path.resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{flag} {path}: {parent} is a file, not a folder; choose another path")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".write-test-", dir=parent))
+    except OSError as err:
+        raise UserError(f"{flag} {path}: cannot write in {parent} ({err.strerror}); choose another path") from None
+
+
 def _write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:

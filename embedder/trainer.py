@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import batching, checkpoints, losses, optim
+from . import batching, checkpoints, distributed, gradcache, losses, optim
 from .errors import UserError
 from .evaluation import InformationRetrievalEvaluator
 
@@ -65,6 +65,8 @@ class TrainConfig:
     max_bad_steps: int = 5
     eval_batch_size: int = 32
     device: str | None = None
+    mini_batch_size: int | None = None  # GradCache: activation memory of this many texts per forward
+    gather_across_devices: bool = True  # under torchrun: every device's positives are negatives for all
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -94,35 +96,74 @@ def autocast_for(precision: str, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
+class ColumnEncoder(torch.nn.Module):
+    """Embeds every column of a batch in one call (one DDP forward per step)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, columns: list[dict]) -> list[torch.Tensor]:
+        return [self.model(features) for features in columns]
+
+
 @dataclass
 class Batch:
-    columns: list[dict[str, torch.Tensor]]  # padded features per column
-    text_ids: torch.Tensor  # (B, columns)
+    columns: list[dict[str, torch.Tensor]]  # this process's rows, padded per column
+    text_ids: torch.Tensor  # (rows of the global batch, columns)
+    sizes: list[int]  # rows per process (one entry without torchrun)
 
 
 def collate(ds: batching.TokenizedPairs, rows: list[int], pad_id: int, prompt_lengths: list[int | None],
-            device: torch.device) -> Batch:
+            device: torch.device, context: distributed.Context = distributed.Context()) -> Batch:
+    """Pad this process's slice of the global batch `rows`, column by column."""
+    local = distributed.local_rows(rows, context.rank, context.world_size) if context.enabled else rows
     columns = []
     for col, prompt_length in enumerate(prompt_lengths):
-        features = batching.pad([ds.ids[col][r] for r in rows], pad_id)
+        features = batching.pad([ds.ids[col][r] for r in local], pad_id)
         features = {k: v.to(device, non_blocking=True) for k, v in features.items()}
         if prompt_length:
             features["prompt_length"] = prompt_length
         columns.append(features)
-    return Batch(columns, torch.from_numpy(ds.text_ids[rows]))
+    return Batch(columns, torch.from_numpy(ds.text_ids[rows]),
+                 distributed.slice_sizes(len(rows), context.world_size))
+
+
+def loss_function(batch: Batch, config: TrainConfig, dims, weights, context: distributed.Context):
+    """embeddings per column -> this process's share of the batch loss (see distributed.py for the weighting)."""
+    gather = context.enabled and config.gather_across_devices
+    offset = sum(batch.sizes[:context.rank]) if gather else 0
+    n_local = batch.sizes[context.rank] if context.enabled else sum(batch.sizes)
+    weight = n_local * context.world_size / sum(batch.sizes) if gather else 1.0
+    local_rows = slice(None)
+    if context.enabled and not gather:
+        start = sum(batch.sizes[:context.rank])
+        local_rows = slice(start, start + n_local)
+
+    def loss_of(embeddings: list[torch.Tensor]) -> torch.Tensor:
+        anchors, columns = embeddings[0], embeddings[1:]  # (B, D) and (B, D) per candidate column
+        if gather:
+            columns = [distributed.gather_with_grad(c, batch.sizes) for c in columns]
+        candidates = torch.cat(columns, dim=0)  # positives first, then each negative column
+        mask = None
+        if config.mask_duplicates:
+            ids = batch.text_ids if gather else batch.text_ids[local_rows]
+            mask = losses.duplicate_mask(ids[:, 1:].T.reshape(-1), anchors.shape[0], offset).to(anchors.device)
+        if dims:
+            loss = losses.matryoshka_loss(anchors, candidates, dims, weights, config.scale, mask, offset)
+        else:
+            loss = losses.mnrl_loss(anchors, candidates, config.scale, mask, offset)
+        return loss * weight
+
+    return loss_of, weight
 
 
 def batch_loss(model, batch: Batch, config: TrainConfig, dims, weights, autocast) -> torch.Tensor:
+    """The loss of one batch in a single process (no gradient caching)."""
+    loss_of, _ = loss_function(batch, config, dims, weights, distributed.Context())
     with autocast:
-        embeddings = [model(features) for features in batch.columns]  # per column (B, D)
-    anchors, candidates = embeddings[0], torch.cat(embeddings[1:], dim=0)  # (B, D), (B·(cols−1), D)
-    mask = None
-    if config.mask_duplicates:
-        candidate_ids = batch.text_ids[:, 1:].T.reshape(-1)  # positives first, then each negative column
-        mask = losses.duplicate_mask(candidate_ids, anchors.shape[0]).to(anchors.device)
-    if dims:
-        return losses.matryoshka_loss(anchors, candidates, dims, weights, config.scale, mask)
-    return losses.mnrl_loss(anchors, candidates, config.scale, mask)
+        embeddings = [model(features) for features in batch.columns]
+    return loss_of(embeddings)
 
 
 def mean_offdiagonal_cosine(model, texts: list[str], batch_size: int) -> float:
@@ -149,9 +190,10 @@ class RunState:
 class Trainer:
     def __init__(self, model, config: TrainConfig, train_sets: list[batching.TokenizedPairs],
                  evaluators: list[InformationRetrievalEvaluator], select_metric: str | None, log_path: Path,
-                 echo=print):
+                 echo=print, context: distributed.Context = distributed.Context()):
         self.model, self.config, self.train_sets, self.evaluators = model, config, train_sets, evaluators
-        self.select_metric, self.log_path, self.echo = select_metric, log_path, echo
+        self.select_metric, self.log_path, self.context = select_metric, log_path, context
+        self.echo = echo if context.is_main else (lambda *a, **k: None)
         self.device = model.device
         self.precision = resolve_precision(config.precision, self.device)
         self.autocast = autocast_for(self.precision, self.device)
@@ -163,7 +205,14 @@ class Trainer:
         n_cols = len(train_sets[0].columns)
         self.prompt_lengths += [model.tokenizer.prompt_length(config.passage_prompt) if config.passage_prompt else None
                                 ] * (n_cols - 1)
-        self.plan = [batching.epoch_batches(train_sets, config.batch_size, config.sampler, config.seed, e)
+        self.encoder = ColumnEncoder(model)
+        self.ddp = None
+        if context.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+            self.ddp = DistributedDataParallel(self.encoder, device_ids=[self.device.index] if self.device.type == "cuda"
+                                               else None)
+        self.global_batch = config.batch_size * context.world_size
+        self.plan = [batching.epoch_batches(train_sets, self.global_batch, config.sampler, config.seed, e)
                      for e in range(config.epochs)]
         self.total_steps = sum(len(p) for p in self.plan)
         if config.max_steps:
@@ -175,15 +224,20 @@ class Trainer:
 
     # ----- logging and evaluation ----------------------------------------------------------------------------
     def log(self, row: dict) -> None:
+        if not self.context.is_main:
+            return
         self.log_rows.append(row)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
 
     def evaluate(self) -> dict[str, float]:
+        """Metrics on every eval set (rank 0 only; the other processes wait)."""
         metrics = {}
-        for evaluator in self.evaluators:
-            metrics.update(evaluator(self.model))
+        if self.context.is_main:
+            for evaluator in self.evaluators:
+                metrics.update(evaluator(self.model))
+        distributed.barrier(self.context)
         self.model.train()
         return metrics
 
@@ -210,8 +264,15 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         self.state.scaler = self.scaler.state_dict() if self.scaler.is_enabled() else {}
         folder = self.config.checkpoint_dir / f"step-{self.state.step}"
-        checkpoints.save_checkpoint(folder, self.model, self.optimizer, asdict(self.state))
-        checkpoints.prune(self.config.checkpoint_dir, self.config.save_total_limit)
+        rng = checkpoints.rng_state()
+        if self.context.enabled:  # every process's dropout RNG, so a resumed run draws the same masks
+            states = [None] * self.context.world_size
+            torch.distributed.all_gather_object(states, rng)
+            rng = states
+        if self.context.is_main:
+            checkpoints.save_checkpoint(folder, self.model, self.optimizer, asdict(self.state), rng)
+            checkpoints.prune(self.config.checkpoint_dir, self.config.save_total_limit)
+        distributed.barrier(self.context)
         return folder
 
     def resume(self) -> bool:
@@ -219,14 +280,14 @@ class Trainer:
         if not found:
             return False
         step, folder = found[-1]
-        saved = checkpoints.load_checkpoint(folder, self.model, self.optimizer)
+        saved = checkpoints.load_checkpoint(folder, self.model, self.optimizer, self.context.rank)
         self.state = RunState(**saved)
         if self.state.scaler and self.scaler.is_enabled():
             self.scaler.load_state_dict(self.state.scaler)
         best = self.config.checkpoint_dir / "best"
         if self.config.keep_best and (best / "model.safetensors").is_file():
             self.best_weights, _ = checkpoints.load_weights(best)
-        if self.log_path.is_file():  # drop log rows written after this checkpoint
+        if self.log_path.is_file() and self.context.is_main:  # drop log rows written after this checkpoint
             rows = [json.loads(line) for line in self.log_path.read_text(encoding="utf-8").splitlines() if line]
             self.log_rows = [r for r in rows if r.get("step", 0) <= step]
             self.log_path.write_text("".join(json.dumps(r) + "\n" for r in self.log_rows), encoding="utf-8")
@@ -234,13 +295,38 @@ class Trainer:
         return True
 
     # ----- the loop ------------------------------------------------------------------------------------------
+    def all_finite(self, loss: torch.Tensor) -> bool:
+        """Whether the loss is finite on every process (they must skip a step together)."""
+        finite = torch.isfinite(loss.detach()).to(torch.int32).reshape(1)
+        if self.context.enabled:
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        return bool(finite.item())
+
+    def forward_backward(self, batch: Batch) -> tuple[torch.Tensor, bool]:
+        """Loss of the batch with gradients accumulated (unless it is not finite somewhere)."""
+        loss_of, weight = loss_function(batch, self.config, self.dims, self.weights, self.context)
+        encoder = self.ddp or self.encoder
+        if self.config.mini_batch_size:
+            no_sync = self.ddp.no_sync if self.ddp is not None else contextlib.nullcontext
+            loss = gradcache.cached_forward_backward(
+                lambda features: encoder([features])[0], batch.columns, loss_of, self.config.mini_batch_size,
+                self.autocast, scale_loss=self.scaler.scale, no_sync=no_sync, all_finite=self.all_finite)
+            return loss / weight, self.all_finite(loss)
+        with self.autocast:
+            embeddings = encoder(batch.columns)
+        loss = loss_of(embeddings)
+        if not self.all_finite(loss):
+            return loss.detach(), False
+        self.scaler.scale(loss).backward()
+        return loss.detach() / weight, True
+
     def step(self, batch: Batch) -> tuple[float, float]:
         config, state = self.config, self.state
         lr = config.lr * optim.lr_multiplier(state.step, self.total_steps, self.warmup)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        loss = batch_loss(self.model, batch, config, self.dims, self.weights, self.autocast)
-        if not torch.isfinite(loss):
+        loss, finite = self.forward_backward(batch)
+        if not finite:
             self.optimizer.zero_grad(set_to_none=True)
             state.bad_steps += 1
             if state.bad_steps >= config.max_bad_steps:
@@ -250,7 +336,6 @@ class Trainer:
                                       f"{where}; lower --lr or use --precision fp32")
             return float("nan"), lr
         state.bad_steps = 0
-        self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.max_grad_norm)
         self.scaler.step(self.optimizer)
@@ -270,7 +355,8 @@ class Trainer:
                 plan = self.plan[state.epoch]
                 while state.batch_in_epoch < len(plan) and state.step < self.total_steps:
                     set_index, rows = plan[state.batch_in_epoch]
-                    batch = collate(self.train_sets[set_index], rows, pad_id, self.prompt_lengths, self.device)
+                    batch = collate(self.train_sets[set_index], rows, pad_id, self.prompt_lengths, self.device,
+                                    self.context)
                     loss, lr = self.step(batch)
                     state.step += 1
                     state.batch_in_epoch += 1
@@ -289,12 +375,12 @@ class Trainer:
                         state.epoch, state.batch_in_epoch = state.epoch + 1, 0
                     if config.save_steps and state.step % config.save_steps == 0:
                         self.save_checkpoint()
-                    if interrupted:
+                    if distributed.broadcast_flag(bool(interrupted), self.context):
                         folder = self.save_checkpoint()
                         raise TrainingStopped(f"interrupted at step {state.step}: checkpoint saved to {folder}; "
                                               "continue with --resume")
-                if state.batch_in_epoch >= len(plan):
-                    state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+                    if at_epoch_end:
+                        break
         finally:
             signal.signal(signal.SIGINT, previous_handler)
         if count:

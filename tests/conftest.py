@@ -62,3 +62,38 @@ def varied_texts(aipolicy_dir) -> list[str]:
     texts = EDGE_TEXTS + questions + passages
     assert len(texts) >= 50
     return texts
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_folder(tmp_path_factory, minilm_folder) -> Path:
+    """A tiny randomly initialised BERT with MiniLM's tokenizer, as a classic ST folder: fast to train in tests."""
+    import json
+    import shutil
+
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    torch.manual_seed(3)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json", "modules.json"):
+        shutil.copyfile(minilm_folder / name, folder / name)
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 64, "do_lower_case": False}))
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_no_dropout(tmp_path_factory, tiny_bert_folder) -> Path:
+    """tiny_bert_folder with every dropout probability at 0, for exact equivalence tests."""
+    import json
+    import shutil
+
+    folder = tmp_path_factory.mktemp("tiny_bert_no_dropout") / "model"
+    shutil.copytree(tiny_bert_folder, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder

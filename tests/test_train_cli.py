@@ -105,3 +105,23 @@ def test_killed_run_resumes_to_the_same_weights(aipolicy_dir, tmp_path):
     b = load_file(str(tmp_path / "resumed" / "model.safetensors"))
     assert set(a) == set(b)
     assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) <= 1e-6
+
+
+def test_epochs_steps_and_log_in_process(tiny_bert_folder, tmp_path):
+    from train import TrainConfig, train
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"anchor": f"question {i}", "positive": f"passage about {i}"}) + "\n"
+                             for i in range(20)))
+    ir = tmp_path / "ir.json"
+    ir.write_text(json.dumps({"questions": {f"q{i}": f"question {i}" for i in range(6)},
+                              "corpus": {f"p{i}": f"passage about {i}" for i in range(6)},
+                              "relevant_contexts": {f"q{i}": [f"p{i}"] for i in range(6)}}))
+    config = TrainConfig(base=str(tiny_bert_folder), train=(str(pairs),), eval=(str(ir),), output=str(tmp_path / "m"),
+                         epochs=2, batch_size=8, matryoshka_dims=None, eval_steps=None, logging_steps=1)
+    result = train(config, echo=lambda *a, **k: None)
+    log = [json.loads(line) for line in (tmp_path / "m" / "training_log.jsonl").read_text().splitlines()]
+    losses = [row for row in log if "loss" in row]
+    evals = [row for row in log if "cosine_map@100" in row]
+    assert [row["step"] for row in losses] == [1, 2, 3, 4, 5, 6]  # ceil(20 / 8) = 3 steps per epoch, last kept
+    assert [(row["step"], row["epoch"]) for row in evals] == [(0, 0.0), (3, 1.0), (6, 2.0)]
+    assert set(result["final"]) == set(result["base"]) and len(result["final"]) == 30

@@ -1,0 +1,73 @@
+"""GradCache (Gao et al. 2021; ST's CachedMultipleNegativesRankingLoss): the loss of a batch of B texts per column
+with the activation memory of M ≪ B.
+
+    1. embed every mini-batch of M texts without a graph, remembering the RNG state before each one;
+    2. compute the loss on the full batch of (detached) embeddings and its gradient g = ∂loss/∂embeddings;
+    3. embed each mini-batch again with a graph, the RNG state restored so dropout draws the same masks, and
+       backpropagate the cached gradient: backward(Σ embeddings · g) — the surrogate whose parameter gradient
+       equals ∂loss/∂θ by the chain rule.
+The loss and gradients equal the uncached ones (up to float rounding, dropout included); the price is one more
+forward per step. Under a DistributedDataParallel wrapper, gradients are synchronised only on the last mini-batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+
+def _rng_state(device: torch.device):
+    return (torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+
+
+def _set_rng_state(state, device: torch.device) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
+def _chunks(features: dict, size: int):
+    n = features["input_ids"].shape[0]
+    for start in range(0, n, size):
+        yield {k: v[start:start + size] if torch.is_tensor(v) and v.dim() > 0 else v for k, v in features.items()}
+
+
+def cached_forward_backward(model, columns: list[dict], loss_of_embeddings, mini_batch_size: int, autocast,
+                            scale_loss=lambda loss: loss, no_sync=contextlib.nullcontext,
+                            all_finite=lambda loss: bool(torch.isfinite(loss))) -> torch.Tensor:
+    """Loss of the whole batch, with gradients accumulated in the model; returns the detached loss.
+
+    columns: padded features per column; loss_of_embeddings(list of (B, D) tensors) -> scalar;
+    scale_loss: the GradScaler's scale(); no_sync: DDP's no_sync (all but the last backward skip the all-reduce);
+    all_finite: whether the loss is finite (on every process). A non-finite loss is returned without touching the
+    gradients, so the caller can skip the step."""
+    device = columns[0]["input_ids"].device
+    states, cached = [], []
+    with torch.no_grad():
+        for features in columns:
+            pieces = []
+            for chunk in _chunks(features, mini_batch_size):
+                states.append(_rng_state(device))
+                with autocast:
+                    pieces.append(model(chunk).float())
+            cached.append(torch.cat(pieces).requires_grad_(True))
+    loss = loss_of_embeddings(cached)
+    if not all_finite(loss):
+        return loss.detach()
+    scale_loss(loss).backward()
+    grads = [embeddings.grad for embeddings in cached]
+    chunks = [(col, start, chunk) for col, features in enumerate(columns)
+              for start, chunk in zip(range(0, features["input_ids"].shape[0], mini_batch_size),
+                                      _chunks(features, mini_batch_size))]
+    after = _rng_state(device)
+    for index, ((col, start, chunk), state) in enumerate(zip(chunks, states)):
+        _set_rng_state(state, device)
+        sync = contextlib.nullcontext() if index == len(chunks) - 1 else no_sync()
+        with sync:
+            with autocast:
+                embeddings = model(chunk).float()
+            surrogate = (embeddings * grads[col][start:start + embeddings.shape[0]]).sum()
+            surrogate.backward()
+    _set_rng_state(after, device)
+    return loss.detach()

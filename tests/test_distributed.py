@@ -1,0 +1,45 @@
+"""torchrun on the CPU (gloo, 2 processes): after k steps with dropout off, the model equals a single-process run
+with the global batch (<= 1e-5), with and without Matryoshka, and with GradCache under torchrun too."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import REPO
+
+
+def _pairs(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps({"anchor": f"what is item {i} about topic {i % 7}?",
+                                        "positive": f"item {i} is about topic {i % 7}" + " and more" * (i % 5)}) + "\n"
+                            for i in range(40)))
+    return path
+
+
+def _train(args, processes: int, cwd):
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] \
+        if processes > 1 else [sys.executable]
+    result = subprocess.run([*launcher, str(REPO / "train.py"), *args], capture_output=True, text=True, cwd=cwd,
+                            timeout=900, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.parametrize("extra", [["--matryoshka-dims", "none"], ["--matryoshka-dims", "32,16,8"],
+                                   ["--matryoshka-dims", "32,8", "--mini-batch-size", "3"]],
+                         ids=["mnrl", "matryoshka", "matryoshka-gradcache"])
+def test_two_processes_equal_one_with_the_global_batch(tiny_bert_no_dropout, tmp_path, extra):
+    common = ["--base", str(tiny_bert_no_dropout), "--train", str(_pairs(tmp_path)), "--eval", "none",
+              "--max-steps", "4", "--keep-last", "--lr", "1e-4", *extra]
+    _train([*common, "--batch-size", "8", "--output", str(tmp_path / "single")], 1, tmp_path)
+    result = _train([*common, "--batch-size", "4", "--output", str(tmp_path / "ddp")], 2, tmp_path)
+    assert "global batch 8" in result.stdout
+    single = load_file(str(tmp_path / "single" / "model.safetensors"))
+    ddp = load_file(str(tmp_path / "ddp" / "model.safetensors"))
+    base = load_file(str(tiny_bert_no_dropout / "model.safetensors"))
+    assert max((single[k] - ddp[k]).abs().max().item() for k in single) <= 1e-5
+    assert max((single[k] - base[k]).abs().max().item() for k in base if k in single) > 1e-4  # it did train
