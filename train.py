@@ -286,6 +286,9 @@ def main(base, train_files, eval_files, output, epochs, max_steps, batch_size, l
     except TrainingStopped as err:
         click.echo(f"stopped: {err}", err=True)
         sys.exit(1)
+    except KeyboardInterrupt:  # before the training loop (which saves a checkpoint itself): nothing to keep
+        click.echo("stopped: interrupted before training started; nothing was written", err=True)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

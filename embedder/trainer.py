@@ -373,8 +373,8 @@ class Trainer:
                         self.evaluate_and_track()
                     if at_epoch_end:
                         state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-                    if config.save_steps and state.step % config.save_steps == 0:
-                        self.save_checkpoint()
+                    if config.save_steps and state.step % config.save_steps == 0 and not state.bad_steps:
+                        self.save_checkpoint()  # never right after a skipped (non-finite) step
                     if distributed.broadcast_flag(bool(interrupted), self.context):
                         folder = self.save_checkpoint()
                         raise TrainingStopped(f"interrupted at step {state.step}: checkpoint saved to {folder}; "
