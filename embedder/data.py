@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import functools
 import io
 import json
 import random
@@ -295,8 +296,14 @@ def _code_items(path: Path, module: str) -> list[tuple[str, str, str]]:
     return items
 
 
-def stdlib_dataset(sizes: dict[str, int] = SPLIT_SIZES, seed: int = 42) -> dict[str, IRDataset]:
+def stdlib_dataset(seed: int = 42) -> dict[str, IRDataset]:
     """train/val/test IR sets of code search over the standard library (see the module docstring)."""
+    return dict(_stdlib_dataset(seed))
+
+
+@functools.lru_cache(maxsize=2)
+def _stdlib_dataset(seed: int, sizes: tuple = tuple(SPLIT_SIZES.items())) -> dict[str, IRDataset]:
+    sizes = dict(sizes)
     root = Path(sysconfig.get_paths()["stdlib"])
     files = sorted(p for p in root.rglob("*.py")
                    if not any(part in _SKIP_DIRS or part.startswith("config-") for part in p.relative_to(root).parts[:-1]))

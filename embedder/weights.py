@@ -14,6 +14,14 @@ import torch
 from .encoder import Encoder
 
 _LAYER = "encoder.layer.{}."
+_FEED_FORWARD = {  # the same names in BERT and MPNet
+    _LAYER + "intermediate.dense.weight": "layers.{}.ffn_in.weight",
+    _LAYER + "intermediate.dense.bias": "layers.{}.ffn_in.bias",
+    _LAYER + "output.dense.weight": "layers.{}.ffn_out.weight",
+    _LAYER + "output.dense.bias": "layers.{}.ffn_out.bias",
+    _LAYER + "output.LayerNorm.weight": "layers.{}.ffn_norm.weight",
+    _LAYER + "output.LayerNorm.bias": "layers.{}.ffn_norm.bias",
+}
 _TABLES = {
     "bert": {
         "embeddings.word_embeddings.weight": "tokens.weight",
@@ -31,12 +39,7 @@ _TABLES = {
         _LAYER + "attention.output.dense.bias": "layers.{}.attn.out.bias",
         _LAYER + "attention.output.LayerNorm.weight": "layers.{}.attn_norm.weight",
         _LAYER + "attention.output.LayerNorm.bias": "layers.{}.attn_norm.bias",
-        _LAYER + "intermediate.dense.weight": "layers.{}.ffn_in.weight",
-        _LAYER + "intermediate.dense.bias": "layers.{}.ffn_in.bias",
-        _LAYER + "output.dense.weight": "layers.{}.ffn_out.weight",
-        _LAYER + "output.dense.bias": "layers.{}.ffn_out.bias",
-        _LAYER + "output.LayerNorm.weight": "layers.{}.ffn_norm.weight",
-        _LAYER + "output.LayerNorm.bias": "layers.{}.ffn_norm.bias",
+        **_FEED_FORWARD,
     },
     "mpnet": {
         "embeddings.word_embeddings.weight": "tokens.weight",
@@ -54,12 +57,7 @@ _TABLES = {
         _LAYER + "attention.attn.o.bias": "layers.{}.attn.out.bias",
         _LAYER + "attention.LayerNorm.weight": "layers.{}.attn_norm.weight",
         _LAYER + "attention.LayerNorm.bias": "layers.{}.attn_norm.bias",
-        _LAYER + "intermediate.dense.weight": "layers.{}.ffn_in.weight",
-        _LAYER + "intermediate.dense.bias": "layers.{}.ffn_in.bias",
-        _LAYER + "output.dense.weight": "layers.{}.ffn_out.weight",
-        _LAYER + "output.dense.bias": "layers.{}.ffn_out.bias",
-        _LAYER + "output.LayerNorm.weight": "layers.{}.ffn_norm.weight",
-        _LAYER + "output.LayerNorm.bias": "layers.{}.ffn_norm.bias",
+        **_FEED_FORWARD,
     },
 }
 # Heads of other checkpoint classes (BertForMaskedLM, MPNetForMaskedLM…): not part of an embedding model.
