@@ -51,7 +51,7 @@ def run(models, data, dims, json_out, batch_size, precision, per_query_out, devi
         if path is not None:
             if Path(path).is_dir():
                 raise UserError(f"{flag} {path} is a directory; give a file name")
-            check_writable(path, flag)
+            check_writable(path, flag, is_file=True)
     data = list(data) or ["stdlib:test"]
     sets = [(Path(spec).stem if spec.endswith(".json") or spec.endswith(".jsonl") else spec.replace(":", "_"),
              load_eval_set(spec)) for spec in data]

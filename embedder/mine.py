@@ -124,7 +124,7 @@ def main(model, data, out, num_negatives, range_min, range_max, margin, batch_si
                 raise UserError(f"{flag} {value}: must be at least 1")
         if range_min < 0:
             raise UserError(f"--range-min {range_min}: must be 0 or more")
-        check_writable(out, "--out")
+        check_writable(out, "--out", is_file=True)
         ir = load_eval_set(data)
         rows, stats = mine(embedder.load(model, device=device), ir.queries, ir.corpus, ir.relevant, num_negatives,
                            range_min, range_max, margin, batch_size)

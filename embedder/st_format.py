@@ -72,10 +72,13 @@ def read_layout(folder: Path) -> FolderLayout:
     return layout
 
 
-def check_writable(path: str | Path, flag: str) -> None:
-    """UserError unless `path` could be created: its nearest existing ancestor is a folder we can write in."""
+def check_writable(path: str | Path, flag: str, is_file: bool = False) -> None:
+    """UserError unless `path` could be created: a file needs its folder to exist; a folder needs its nearest
+    existing ancestor to be a folder we can write in."""
     path = Path(path).expanduser()
     parent = path.resolve().parent
+    if is_file and not parent.is_dir():
+        raise UserError(f"{flag} {path}: folder {parent} does not exist; create it or choose another path")
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
