@@ -98,8 +98,6 @@ def train(config: TrainConfig, echo=click.echo) -> dict:
                             "lower --batch-size or add data")
     eval_sets = [(spec, data.load_eval_set(spec)) for spec in config.eval]
 
-    import torch
-
     from embedder import distributed
     context, device = distributed.setup(config.device)
     try:
@@ -118,7 +116,8 @@ def _train(config, train_pairs, eval_sets, context, device, echo) -> dict:
     import embedder
     from embedder import batching, distributed, model_card
     from embedder.evaluation import InformationRetrievalEvaluator, format_table
-    from embedder.trainer import Trainer, mean_offdiagonal_cosine, startup_report
+    from embedder.report import mean_offdiagonal_cosine, startup_report
+    from embedder.trainer import Trainer
 
     torch.manual_seed(config.seed + context.rank)  # dropout masks differ between processes
     model = embedder.load(config.base, device=device)

@@ -61,7 +61,7 @@ def _render(model, config, base_name, dataset_sizes, columns, loss_info, base_me
             f"[embedder]. It maps sentences & paragraphs to a {model.embedding_dimension}-dimensional dense vector "
             "space and can be used for semantic textual similarity, semantic search, clustering and retrieval.", "",
             "## Model Details", "", "### Model Description",
-            f"- **Model Type:** Sentence Transformer", f"- **Base model:** {base_name}",
+            "- **Model Type:** Sentence Transformer", f"- **Base model:** {base_name}",
             f"- **Maximum Sequence Length:** {model.max_seq_length} tokens",
             f"- **Output Dimensionality:** {model.embedding_dimension} dimensions",
             "- **Similarity Function:** Cosine Similarity", "",

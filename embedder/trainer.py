@@ -8,7 +8,9 @@ One step, in order:
   5. scaled backward (GradScaler, active for fp16 only) → unscale → clip to max_grad_norm → AdamW step
   6. log / evaluate / checkpoint at their intervals
 Weights stay float32 throughout. Batches come from batching.py (seeded by seed and epoch), so a run resumed from a
-checkpoint replays the same batches, dropout masks included (the RNG state is in the checkpoint).
+checkpoint replays the same batches, dropout masks included (the RNG state is in the checkpoint). Under torchrun
+each process embeds its slice of the global batch and the candidates are gathered (distributed.py); with
+--mini-batch-size the embedding and backward go through GradCache (gradcache.py).
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import signal
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import batching, checkpoints, distributed, gradcache, losses, optim
@@ -156,23 +157,6 @@ def loss_function(batch: Batch, config: TrainConfig, dims, weights, context: dis
         return loss * weight
 
     return loss_of, weight
-
-
-def batch_loss(model, batch: Batch, config: TrainConfig, dims, weights, autocast) -> torch.Tensor:
-    """The loss of one batch in a single process (no gradient caching)."""
-    loss_of, _ = loss_function(batch, config, dims, weights, distributed.Context())
-    with autocast:
-        embeddings = [model(features) for features in batch.columns]
-    return loss_of(embeddings)
-
-
-def mean_offdiagonal_cosine(model, texts: list[str], batch_size: int) -> float:
-    """Collapse check: the mean cosine between different texts (near 1 means every text looks alike)."""
-    emb = model.encode(texts[:200], batch_size=batch_size, convert_to_numpy=False).float()
-    emb = torch.nn.functional.normalize(emb, dim=1)
-    sims = emb @ emb.T
-    n = sims.shape[0]
-    return float((sims.sum() - sims.diagonal().sum()) / max(n * n - n, 1))
 
 
 @dataclass
@@ -395,33 +379,4 @@ class Trainer:
         return self.state.step
 
 
-def startup_report(model, config: TrainConfig, train_sets, trainer: Trainer) -> list[str]:
-    """What the settings really mean, in plain lines."""
-    pairs = sum(len(ds) for ds in train_sets)
-    n_neg_cols = len(train_sets[0].columns) - 2
-    B = config.batch_size
-    negatives = (B - 1) + B * n_neg_cols
-    steps_per_epoch = len(trainer.plan[0]) if trainer.plan else 0
-    dup = np.mean([batching.duplicate_share(ds.text_ids, B) for ds in train_sets])
-    passages = [ids for ds in train_sets for col in ds.ids[1:] for ids in col]
-    truncated = np.mean([len(ids) >= model.max_seq_length for ids in passages]) if passages else 0.0
-    lines = [
-        f"base model: {config.base} ({model.embedding_dimension} dims, max_seq_length {model.max_seq_length}, "
-        f"precision {trainer.precision} on {trainer.device})",
-        f"training pairs: {pairs} in {len(train_sets)} set(s), columns {', '.join(train_sets[0].columns)}",
-        f"steps: {steps_per_epoch} per epoch x {config.epochs} epochs = {trainer.total_steps} optimiser steps "
-        f"(batch {B}, warmup {trainer.warmup})",
-        f"negatives per query: {negatives} ({B - 1} in-batch" + (f" + {B * n_neg_cols} hard)" if n_neg_cols else ")"),
-        f"random batches of {B} holding a repeated text: {dup:.1%}; sampler: {config.sampler}"
-        + (", duplicates masked in the loss" if config.mask_duplicates else ""),
-        f"passages truncated at max_seq_length {model.max_seq_length}: {truncated:.1%}",
-        f"scale {config.scale:g} = temperature {1 / config.scale:.3g}; lr {config.lr:g}, linear decay, "
-        f"max_grad_norm {config.max_grad_norm:g}",
-        "loss: " + (f"Matryoshka over dims {list(trainer.dims)} of MNRL" if trainer.dims else "MNRL"),
-    ]
-    if trainer.select_metric:
-        lines.append(f"best checkpoint chosen by {trainer.select_metric}")
-    return lines
-
-
-__all__ = ["TrainConfig", "Trainer", "TrainingStopped", "startup_report"]
+__all__ = ["TrainConfig", "Trainer", "TrainingStopped"]
