@@ -42,3 +42,19 @@ def test_two_processes_equal_one_with_the_global_batch(tiny_bert_no_dropout, tmp
     base = load_file(str(tiny_bert_no_dropout / "model.safetensors"))
     assert max((single[k] - ddp[k]).abs().max().item() for k in single) <= 1e-5
     assert max((single[k] - base[k]).abs().max().item() for k in base if k in single) > 1e-4  # it did train
+
+
+def test_resume_under_torchrun(tiny_bert_folder, tmp_path):
+    """Checkpoints under torchrun hold every rank's RNG: resuming from step 2 ends with the uninterrupted weights
+    (dropout on)."""
+    import shutil
+    common = ["--base", str(tiny_bert_folder), "--train", str(_pairs(tmp_path)), "--eval", "none", "--batch-size", "4",
+              "--max-steps", "6", "--save-steps", "2", "--keep-last", "--matryoshka-dims", "none"]
+    _train([*common, "--output", str(tmp_path / "straight")], 2, tmp_path)
+    (tmp_path / "resumed.checkpoints").mkdir()
+    shutil.copytree(tmp_path / "straight.checkpoints" / "step-2", tmp_path / "resumed.checkpoints" / "step-2")
+    result = _train([*common, "--output", str(tmp_path / "resumed"), "--resume"], 2, tmp_path)
+    assert "resumed from" in result.stdout
+    a = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "model.safetensors"))
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
