@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import platform
 
+from .bases import PACKAGED, ST_ORG
+
 
 def _table(rows: list[tuple], header: tuple) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(":---:" for _ in header) + "|"]
@@ -51,6 +53,8 @@ def _render(model, config, base_name, dataset_sizes, columns, loss_info, base_me
     total = sum(dataset_sizes.values())
     losses = ["MatryoshkaLoss", "MultipleNegativesRankingLoss"] if loss_info.get("matryoshka_dims") else \
         ["MultipleNegativesRankingLoss"]
+    if "/" not in base_name and base_name.lower() in PACKAGED:  # the seeds name the hub id
+        base_name = f"{ST_ORG}/{PACKAGED[base_name.lower()].name}"
     front = ["---", f"base_model: {base_name}", "library_name: sentence-transformers", "metrics:"]
     front += [f"- {m}" for m in metric_names]
     front += ["pipeline_tag: sentence-similarity", "tags:", "- sentence-transformers", "- sentence-similarity",
@@ -58,7 +62,7 @@ def _render(model, config, base_name, dataset_sizes, columns, loss_info, base_me
     front.append("---")
     body = [f"# SentenceTransformer based on {base_name}", "",
             f"This is a [sentence-transformers](https://www.SBERT.net) model finetuned from {base_name} with "
-            f"[embedder]. It maps sentences & paragraphs to a {model.embedding_dimension}-dimensional dense vector "
+            f"embedder. It maps sentences & paragraphs to a {model.embedding_dimension}-dimensional dense vector "
             "space and can be used for semantic textual similarity, semantic search, clustering and retrieval.", "",
             "## Model Details", "", "### Model Description",
             "- **Model Type:** Sentence Transformer", f"- **Base model:** {base_name}",
@@ -78,7 +82,7 @@ def _render(model, config, base_name, dataset_sizes, columns, loss_info, base_me
         rows = [(k, f"{base_metrics[k]:.4f}", f"{final_metrics.get(k, float('nan')):.4f}") for k in base_metrics]
         body += ["#### Base model vs fine-tuned", "", _table(rows, ("Metric", "Base", "Fine-tuned")), ""]
     body += ["## Training Details", "", "### Training Dataset", "",
-             f"* Size: {total} training samples", f"* Columns: {' and '.join(columns)}",
+             f"* Size: {total} training samples", f"* Columns: {', '.join(columns[:-1])} and {columns[-1]}",
              "* Loss: " + " with ".join(losses), "```json", json.dumps(loss_info, indent=2), "```", "",
              "### Training Hyperparameters", "", "#### All Hyperparameters"]
     body += [f"- `{k}`: {v}" for k, v in config.items()]
