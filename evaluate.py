@@ -9,14 +9,13 @@ Models print side by side (columns), metrics as rows, the best value of each row
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import click
 
 from embedder.errors import UserError
-from embedder.st_format import check_writable
+from embedder.st_format import check_writable, write_file_atomically
 
 DEFAULT_MODEL = "all-mpnet-base-v2"
 
@@ -33,15 +32,9 @@ def parse_dims(text: str | None) -> list[int]:
     return dims
 
 
-def write_json_atomically(path: str, obj) -> None:
-    tmp = Path(f"{path}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def run(models, data, dims, json_out, batch_size, precision, per_query_out, device):
     import embedder
-    from embedder.data import load_eval_set
+    from embedder import data as datasets
     from embedder.evaluation import InformationRetrievalEvaluator, format_table
 
     if batch_size <= 0:
@@ -53,8 +46,7 @@ def run(models, data, dims, json_out, batch_size, precision, per_query_out, devi
                 raise UserError(f"{flag} {path} is a directory; give a file name")
             check_writable(path, flag, is_file=True)
     data = list(data) or ["stdlib:test"]
-    sets = [(Path(spec).stem if spec.endswith(".json") or spec.endswith(".jsonl") else spec.replace(":", "_"),
-             load_eval_set(spec)) for spec in data]
+    sets = [(datasets.set_name(spec), datasets.load_eval_set(spec)) for spec in data]
     results: dict[str, dict[str, float]] = {}
     per_query_rows = []
     keys: list[str] = []
@@ -77,7 +69,7 @@ def run(models, data, dims, json_out, batch_size, precision, per_query_out, devi
     print(f"Information retrieval ({sizes})")
     print(format_table(results, keys))
     if json_out:
-        write_json_atomically(json_out, results)
+        write_file_atomically(json_out, json.dumps(results, indent=2) + "\n")
         print(f"wrote {json_out}")
     if per_query_out:
         Path(per_query_out).write_text("".join(json.dumps(r) + "\n" for r in per_query_rows), encoding="utf-8")

@@ -114,7 +114,7 @@ def _train(config, train_pairs, eval_sets, context, device, echo) -> dict:
     import torch
 
     import embedder
-    from embedder import batching, distributed, model_card
+    from embedder import batching, data, distributed, model_card
     from embedder.evaluation import InformationRetrievalEvaluator, format_table
     from embedder.report import mean_offdiagonal_cosine, startup_report
     from embedder.trainer import Trainer
@@ -137,7 +137,7 @@ def _train(config, train_pairs, eval_sets, context, device, echo) -> dict:
 
     eval_dims = (None, *[d for d in (dims or ()) if d != model.embedding_dimension])
     evaluators = [InformationRetrievalEvaluator(
-        ir.queries, ir.corpus, ir.relevant, name=_set_name(spec) if len(eval_sets) > 1 else "", dims=eval_dims,
+        ir.queries, ir.corpus, ir.relevant, name=data.set_name(spec) if len(eval_sets) > 1 else "", dims=eval_dims,
         batch_size=config.eval_batch_size, query_prompt=config.query_prompt or None,
         corpus_prompt=config.passage_prompt or None) for spec, ir in eval_sets]
     metric_keys = [k for e in evaluators for k in e.metric_keys()]
@@ -213,10 +213,6 @@ def _train(config, train_pairs, eval_sets, context, device, echo) -> dict:
             echo(f"\nWARNING: the embeddings have COLLAPSED (mean cosine between different passages {collapse:.3f}); "
                  "lower --lr or use --precision fp32", err=True)
     return {"base": base_metrics, "final": final_metrics, "output": str(out)}
-
-
-def _set_name(spec: str) -> str:
-    return Path(spec).stem if spec.endswith((".json", ".jsonl")) else spec.replace(":", "_")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -332,6 +332,11 @@ def _stdlib_dataset(seed: int, sizes: tuple = tuple(SPLIT_SIZES.items())) -> dic
 DEFAULT_DATA = "stdlib"
 
 
+def set_name(spec: str) -> str:
+    """A short name for a data spec, used to prefix its metrics: the file stem, or stdlib_test."""
+    return Path(spec).stem if spec.endswith((".json", ".jsonl")) else spec.replace(":", "_")
+
+
 def load_eval_set(spec: str) -> IRDataset:
     """An IR set from a path, or `stdlib[:split]` for the embedded default (split defaults to test)."""
     if spec == DEFAULT_DATA or spec.startswith(DEFAULT_DATA + ":"):

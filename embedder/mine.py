@@ -17,7 +17,6 @@ that train.py reads, and prints score statistics so the choice of margin can be 
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -26,6 +25,7 @@ import click
 import torch
 
 from .errors import UserError
+from .st_format import write_file_atomically
 
 
 def mine(model, queries: dict[str, str], corpus: dict[str, str], relevant: dict[str, list[str]], num_negatives: int = 1,
@@ -93,13 +93,12 @@ def describe(stats: dict) -> str:
 
 
 def write_rows(path: Path, rows: list[tuple[str, ...]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            record = {"anchor": row[0], "positive": row[1]}
-            record.update({f"negative_{i}": text for i, text in enumerate(row[2:], start=1)})
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    lines = []
+    for row in rows:
+        record = {"anchor": row[0], "positive": row[1]}
+        record.update({f"negative_{i}": text for i, text in enumerate(row[2:], start=1)})
+        lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+    write_file_atomically(path, "".join(lines))
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -89,6 +89,17 @@ def check_writable(path: str | Path, flag: str, is_file: bool = False) -> None:
         raise UserError(f"{flag} {path}: cannot write in {parent} ({err.strerror}); choose another path") from None
 
 
+def write_file_atomically(path: str | Path, text: str) -> None:
+    """Write `text` to a temporary sibling, then rename it onto `path`: readers see the old file or the new one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:

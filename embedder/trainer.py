@@ -27,6 +27,7 @@ import torch
 from . import batching, checkpoints, distributed, gradcache, losses, optim
 from .errors import UserError
 from .evaluation import InformationRetrievalEvaluator
+from .pipeline import precision_context
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -92,9 +93,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def autocast_for(precision: str, device: torch.device):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+    return precision_context(device, precision)
 
 
 class ColumnEncoder(torch.nn.Module):

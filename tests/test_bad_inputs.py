@@ -87,31 +87,26 @@ def _cases(tmp_path, minilm_folder):
     return train_cases, eval_cases
 
 
-def test_train_py_bad_inputs(tmp_path, minilm_folder):
-    train_cases, _ = _cases(tmp_path, minilm_folder)
-    before = sorted(p.name for p in tmp_path.iterdir())
+def _run_all(script, cases, defaults, cwd):
+    """Run every case (adding each default flag the case does not set); collect every failure, not just the first."""
+    before = sorted(p.name for p in cwd.iterdir())
     failures = []
-    for name, args, fragment in train_cases:
-        base = [] if "--base" in args else ["--base", "all-MiniLM-L6-v2"]
-        result = _run("train.py", [*base, "--output", str(tmp_path / "out"), "--eval", "none", "--max-steps", "1",
-                                   *args] if "--output" not in args else [*base, "--eval", "none", *args], tmp_path)
+    for name, args, fragment in cases:
+        extra = [item for flag, value in defaults for item in (flag, value) if flag not in args]
         try:
-            _check(result, fragment, tmp_path, before)
+            _check(_run(script, [*extra, *args], cwd), fragment, cwd, before)
         except AssertionError as err:
             failures.append(f"{name}: {err}")
     assert not failures, "\n".join(failures)
+
+
+def test_train_py_bad_inputs(tmp_path, minilm_folder):
+    train_cases, _ = _cases(tmp_path, minilm_folder)
+    _run_all("train.py", train_cases, [("--base", "all-MiniLM-L6-v2"), ("--output", str(tmp_path / "out")),
+                                       ("--eval", "none"), ("--max-steps", "1")], tmp_path)
 
 
 def test_evaluate_py_bad_inputs(tmp_path, minilm_folder, aipolicy_dir):
     _, eval_cases = _cases(tmp_path, minilm_folder)
-    before = sorted(p.name for p in tmp_path.iterdir())
-    failures = []
-    for name, args, fragment in eval_cases:
-        model = [] if "--model" in args else ["--model", "all-MiniLM-L6-v2"]
-        data = [] if "--data" in args else ["--data", str(aipolicy_dir / "val.json")]
-        result = _run("evaluate.py", [*model, *data, *args], tmp_path)
-        try:
-            _check(result, fragment, tmp_path, before)
-        except AssertionError as err:
-            failures.append(f"{name}: {err}")
-    assert not failures, "\n".join(failures)
+    _run_all("evaluate.py", eval_cases, [("--model", "all-MiniLM-L6-v2"), ("--data", str(aipolicy_dir / "val.json"))],
+             tmp_path)
