@@ -45,6 +45,18 @@ def parse_dims(text: str) -> tuple[int, ...] | None | str:
     return dims
 
 
+def parse_weights(text: str | None) -> tuple[float, ...] | None:
+    if not text:
+        return None
+    try:
+        weights = tuple(float(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise UserError(f"--matryoshka-weights {text!r}: give a comma list of numbers like 1,1,1,1,2") from None
+    if not weights or any(not w > 0 for w in weights):
+        raise UserError(f"--matryoshka-weights {text!r}: weights must be positive numbers")
+    return weights
+
+
 def check_numbers(config: TrainConfig) -> None:
     for flag, value, ok in (("--batch-size", config.batch_size, config.batch_size >= 1),
                             ("--epochs", config.epochs, config.epochs >= 1),
@@ -83,8 +95,9 @@ def load_train(spec: str):
     return data.load_training_file(spec)
 
 
-def train(config: TrainConfig, echo=click.echo) -> dict:
-    """The whole run; returns {'base': metrics, 'final': metrics, 'output': path}."""
+def train(config: TrainConfig, echo=click.echo, step_hook=None) -> dict:
+    """The whole run; returns {'base': metrics, 'final': metrics, 'output': path}. step_hook(step), if given, is
+    called after every optimiser step (benchmarks time the steps with it)."""
     check_numbers(config)
     check_output(config)
     from embedder import data
@@ -101,7 +114,7 @@ def train(config: TrainConfig, echo=click.echo) -> dict:
     from embedder import distributed
     context, device = distributed.setup(config.device)
     try:
-        return _train(config, train_pairs, eval_sets, context, device, echo if context.is_main else _quiet)
+        return _train(config, train_pairs, eval_sets, context, device, echo if context.is_main else _quiet, step_hook)
     finally:
         distributed.teardown(context)
 
@@ -110,7 +123,7 @@ def _quiet(*args, **kwargs):
     pass
 
 
-def _train(config, train_pairs, eval_sets, context, device, echo) -> dict:
+def _train(config, train_pairs, eval_sets, context, device, echo, step_hook=None) -> dict:
     import torch
 
     import embedder
@@ -128,10 +141,13 @@ def _train(config, train_pairs, eval_sets, context, device, echo) -> dict:
         dims = default_dims(model.embedding_dimension)
     try:
         from embedder.losses import validate_dims
-        dims = tuple(validate_dims(dims, model.embedding_dimension)[0]) if dims else None
+        if config.matryoshka_weights and not dims:
+            raise ValueError("weights were given but Matryoshka is off (--matryoshka-dims none)")
+        dims, weights = (tuple(t) for t in validate_dims(dims, model.embedding_dimension,
+                                                         config.matryoshka_weights)) if dims else (None, None)
     except ValueError as err:
-        raise UserError(f"--matryoshka-dims: {err}") from None
-    config = replace(config, matryoshka_dims=dims)
+        raise UserError(f"--matryoshka-dims/--matryoshka-weights: {err}") from None
+    config = replace(config, matryoshka_dims=dims, matryoshka_weights=weights)
     if config.query_prompt or config.passage_prompt:
         model.prompts = {"query": config.query_prompt, "document": config.passage_prompt}
 
@@ -171,7 +187,7 @@ def _train(config, train_pairs, eval_sets, context, device, echo) -> dict:
     from tqdm.auto import tqdm
     with tqdm(total=trainer.total_steps, initial=trainer.state.step, desc="training", unit="step",
               disable=None if context.is_main else True) as progress:
-        trainer.run(progress)
+        trainer.run(progress, step_hook)
     chosen_step = trainer.finish_weights()
     final_metrics = trainer.evaluate() if evaluators else {}
     model.eval()
@@ -187,7 +203,7 @@ def _train(config, train_pairs, eval_sets, context, device, echo) -> dict:
         model, {k: v for k, v in asdict(config).items()}, base_name=config.base,
         dataset_sizes={p.source: len(p.rows) for p in train_pairs}, columns=train_pairs[0].columns,
         loss_info={"loss": "MultipleNegativesRankingLoss", "scale": config.scale,
-                   **({"matryoshka_dims": list(dims), "matryoshka_weights": [1] * len(dims), "n_dims_per_step": -1}
+                   **({"matryoshka_dims": list(dims), "matryoshka_weights": list(config.matryoshka_weights), "n_dims_per_step": -1}
                       if dims else {})},
         base_metrics=base_metrics, final_metrics=final_metrics,
         log_rows=[r for r in trainer.log_rows if select_metric in r], select_metric=select_metric,
@@ -233,6 +249,8 @@ def _train(config, train_pairs, eval_sets, context, device, echo) -> dict:
 @click.option("--scale", default=20.0, show_default=True, type=float, help="MNRL scale = 1 / temperature")
 @click.option("--matryoshka-dims", default="auto", show_default=True,
               help="comma list, 'auto' (768,512,256,128,64 or 384,256,128,64 by width) or 'none' for plain MNRL")
+@click.option("--matryoshka-weights", default=None,
+              help="comma list, one weight per --matryoshka-dims entry in the same order (default: all 1)")
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(PRECISIONS))
 @click.option("--max-seq-length", default=None, type=int, help="override the model's max_seq_length")
 @click.option("--eval-steps", default=50, show_default=True, type=int, help="evaluate every N steps (and each epoch end)")
@@ -254,7 +272,7 @@ def _train(config, train_pairs, eval_sets, context, device, echo) -> dict:
               help="under torchrun, use the positives of every process as negatives")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1… (default: cuda when available)")
 def main(base, train_files, eval_files, output, epochs, max_steps, batch_size, lr, warmup_ratio, weight_decay,
-         max_grad_norm, seed, scale, matryoshka_dims, precision, max_seq_length, eval_steps, save_steps,
+         max_grad_norm, seed, scale, matryoshka_dims, matryoshka_weights, precision, max_seq_length, eval_steps, save_steps,
          save_total_limit, resume, overwrite, no_duplicates, mask_duplicates, query_prompt, passage_prompt,
          select_metric, keep_last, mini_batch_size, gather_across_devices, device):
     """Fine-tune BASE on (question, passage) pairs and save a sentence-transformers folder."""
@@ -268,6 +286,7 @@ def main(base, train_files, eval_files, output, epochs, max_steps, batch_size, l
             output=output or f"output/{Path(base.rstrip('/')).name}-finetuned", epochs=epochs, max_steps=max_steps,
             batch_size=batch_size, lr=lr, warmup_ratio=warmup_ratio, weight_decay=weight_decay,
             max_grad_norm=max_grad_norm, seed=seed, scale=scale, matryoshka_dims=parse_dims(matryoshka_dims),
+            matryoshka_weights=parse_weights(matryoshka_weights),
             precision=precision, max_seq_length=max_seq_length, eval_steps=eval_steps, save_steps=save_steps,
             save_total_limit=save_total_limit, resume=resume, overwrite=overwrite,
             sampler="no_duplicates" if no_duplicates else "random", mask_duplicates=mask_duplicates,

@@ -30,14 +30,15 @@ VARIANTS = {"random": ("random", False), "no_duplicates": ("no_duplicates", Fals
 @click.option("--batch-size", default=16, type=int)
 @click.option("--epochs", default=1, type=int)
 @click.option("--dims", default="none", help="Matryoshka dims (comma list) or none")
+@click.option("--weights", default=None, help="Matryoshka weights (comma list, same order as --dims)")
 @click.option("--variant", "variants", multiple=True, default=["random", "no_duplicates"])
 @click.option("--seeds", default="42")
 @click.option("--json-out", default=None)
-def main(base, data, batch_size, epochs, dims, variants, seeds, json_out):
+def main(base, data, batch_size, epochs, dims, weights, variants, seeds, json_out):
     import embedder
     from embedder.data import load_ir
     from embedder.evaluation import InformationRetrievalEvaluator
-    from train import TrainConfig, parse_dims, train
+    from train import TrainConfig, parse_dims, parse_weights, train
 
     test = load_ir(Path(data) / "test.json")
     rows = []
@@ -48,6 +49,7 @@ def main(base, data, batch_size, epochs, dims, variants, seeds, json_out):
                 config = TrainConfig(base=base, train=(str(Path(data) / "train.json"),),
                                      eval=(str(Path(data) / "val.json"),), output=f"{tmp}/model", epochs=epochs,
                                      batch_size=batch_size, seed=seed, matryoshka_dims=parse_dims(dims),
+                                     matryoshka_weights=parse_weights(weights),
                                      sampler=sampler, mask_duplicates=mask, eval_steps=None)
                 started = time.time()
                 train(config, echo=lambda *a, **k: None)

@@ -50,6 +50,7 @@ class TrainConfig:
     seed: int = 42
     scale: float = 20.0  # MNRL scale = 1 / temperature
     matryoshka_dims: tuple[int, ...] | None = None  # None: plain MNRL
+    matryoshka_weights: tuple[float, ...] | None = None  # one per dim, same order; None: all 1 (ST's default)
     precision: str = "auto"  # auto: bf16 (or fp16) autocast on CUDA, fp32 on CPU
     max_seq_length: int | None = None  # None: the model's own
     eval_steps: int | None = 50  # plus every epoch end
@@ -182,7 +183,8 @@ class Trainer:
         self.autocast = autocast_for(self.precision, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.optimizer = optim.make_optimizer(model, config.lr, config.weight_decay)
-        self.dims, self.weights = (losses.validate_dims(config.matryoshka_dims, model.embedding_dimension)
+        self.dims, self.weights = (losses.validate_dims(config.matryoshka_dims, model.embedding_dimension,
+                                                        config.matryoshka_weights)
                                    if config.matryoshka_dims else (None, None))
         self.prompt_lengths = [model.tokenizer.prompt_length(config.query_prompt) if config.query_prompt else None]
         n_cols = len(train_sets[0].columns)
@@ -326,7 +328,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return loss.item(), lr
 
-    def run(self, progress=None) -> None:
+    def run(self, progress=None, step_hook=None) -> None:
         config, state = self.config, self.state
         self.model.train()
         pad_id = self.model.tokenizer.pad_token_id
@@ -345,6 +347,8 @@ class Trainer:
                     state.batch_in_epoch += 1
                     if math.isfinite(loss):
                         running, count = running + loss, count + 1
+                    if step_hook is not None:
+                        step_hook(state.step)
                     if progress is not None:
                         progress.update(1)
                         progress.set_postfix(loss=f"{loss:.4f}", epoch=self.epoch_fraction())

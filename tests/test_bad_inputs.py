@@ -75,6 +75,9 @@ def _cases(tmp_path, minilm_folder):
         ("no-weights", ["--base", str(files["no_weights"][0])], "holds no weights"),
         ("corrupt-weights", ["--base", str(files["corrupt_weights"][0])], "could not be read"),
         ("unwritable-output", ["--output", "/proc/embedder-test/out"], "--output"),
+        ("weights-not-numbers", ["--matryoshka-weights", "1,a"], "--matryoshka-weights"),
+        ("weights-count", ["--matryoshka-weights", "1,2"], "2 Matryoshka weights for 4 dims"),
+        ("weights-without-dims", ["--matryoshka-dims", "none", "--matryoshka-weights", "1"], "Matryoshka is off"),
     ]
     eval_cases += [
         ("batch-zero", ["--batch-size", "0"], "--batch-size 0"),

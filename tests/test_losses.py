@@ -61,23 +61,28 @@ def test_duplicate_mask_removes_false_negatives():
 
 def test_matryoshka_dims_validation():
     assert losses.validate_dims([64, 256, 128], 256) == ([256, 128, 64], [1.0, 1.0, 1.0])
+    assert losses.validate_dims([64, 256, 128], 256, [4, 1, 2]) == ([256, 128, 64], [1, 2, 4])  # weights follow dims
+    with pytest.raises(ValueError, match="2 Matryoshka weights for 3 dims"):
+        losses.validate_dims([64, 256, 128], 256, [1, 2])
     with pytest.raises(ValueError, match="larger than the model"):
         losses.validate_dims([512], 384)
     with pytest.raises(ValueError, match="positive"):
         losses.validate_dims([0], 384)
 
 
-@pytest.mark.parametrize("dims", [None, (384, 256, 128, 64)])
-def test_whole_model_loss_matches_st(minilm_folder, dims):
+@pytest.mark.parametrize("dims,weights", [(None, None), ((384, 256, 128, 64), None),
+                                          ((384, 256, 128, 64), (1.0, 0.5, 2.0, 4.0))])
+def test_whole_model_loss_matches_st(minilm_folder, dims, weights):
     anchors = ["What rights do people have?", "How is data protected?", "Who audits the systems?", "a"]
     positives = ["People have rights.", "Data is encrypted at rest.", "Independent auditors do.", "b " * 50]
     st_model = SentenceTransformer(str(minilm_folder), device="cpu").eval()
     inner = MultipleNegativesRankingLoss(st_model)
-    st_loss = MatryoshkaLoss(st_model, inner, list(dims)) if dims else inner
+    st_loss = MatryoshkaLoss(st_model, inner, list(dims), matryoshka_weights=list(weights) if weights else None) \
+        if dims else inner
     features = [st_model.preprocess(anchors), st_model.preprocess(positives)]
     expected = st_loss(features, None).item()
 
     ours = embedder.load(str(minilm_folder), device="cpu").eval()
     a, p = ours(ours.tokenize(anchors)), ours(ours.tokenize(positives))
-    got = (losses.matryoshka_loss(a, p, dims) if dims else losses.mnrl_loss(a, p)).item()
+    got = (losses.matryoshka_loss(a, p, dims, weights) if dims else losses.mnrl_loss(a, p)).item()
     assert abs(got - expected) <= 1e-5
