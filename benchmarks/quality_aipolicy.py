@@ -3,9 +3,9 @@
     python benchmarks/quality_aipolicy.py --base all-MiniLM-L6-v2 --batch-size 16 --dims none \
         --variant random --variant no_duplicates --variant random+mask --seeds 42,1,2
 
-Each run trains through train.train() exactly as `python train.py` does (1 epoch, validation on val.json picks the
-best checkpoint) and is scored on test.json with embedder's evaluator (equal to ST's, tests/test_evaluation.py).
-Prints a markdown table; never run as a test.
+Each run trains through train.train() exactly as `python train.py` does (--epochs, default 1; validation on val.json
+at each epoch end picks the best model unless --keep-last) and is scored on test.json with embedder's evaluator
+(equal to ST's, tests/test_evaluation.py). Prints a markdown table; never run as a test.
 """
 
 import json
@@ -33,8 +33,9 @@ VARIANTS = {"random": ("random", False), "no_duplicates": ("no_duplicates", Fals
 @click.option("--weights", default=None, help="Matryoshka weights (comma list, same order as --dims)")
 @click.option("--variant", "variants", multiple=True, default=["random", "no_duplicates"])
 @click.option("--seeds", default="42")
+@click.option("--keep-last", is_flag=True, help="score the last model instead of the best by validation map@100")
 @click.option("--json-out", default=None)
-def main(base, data, batch_size, epochs, dims, weights, variants, seeds, json_out):
+def main(base, data, batch_size, epochs, dims, weights, variants, seeds, keep_last, json_out):
     import embedder
     from embedder.data import load_ir
     from embedder.evaluation import InformationRetrievalEvaluator
@@ -50,7 +51,8 @@ def main(base, data, batch_size, epochs, dims, weights, variants, seeds, json_ou
                                      eval=(str(Path(data) / "val.json"),), output=f"{tmp}/model", epochs=epochs,
                                      batch_size=batch_size, seed=seed, matryoshka_dims=parse_dims(dims),
                                      matryoshka_weights=parse_weights(weights),
-                                     sampler=sampler, mask_duplicates=mask, eval_steps=None)
+                                     sampler=sampler, mask_duplicates=mask, eval_steps=None,
+                                     keep_best=not keep_last)
                 started = time.time()
                 train(config, echo=lambda *a, **k: None)
                 seconds = time.time() - started
