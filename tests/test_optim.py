@@ -2,6 +2,7 @@
 the weight-decay groups against transformers' Trainer rule applied to the Hugging Face names, and one optimiser
 step against AdamW computed by hand."""
 
+import copy
 import math
 
 import pytest
@@ -62,3 +63,21 @@ def test_one_adamw_step_by_hand():
     assert torch.allclose(model.weight, expected_w, atol=1e-6)
     assert torch.allclose(model.bias, expected_b, atol=1e-6)
     assert math.isclose(opt.param_groups[0]["betas"][0], 0.9) and opt.param_groups[0]["eps"] == 1e-8
+
+
+def test_fused_adamw_equals_the_default_kernels():
+    """make_optimizer uses torch's fused AdamW on the CPU too; it must give the for-each implementation's weights."""
+    torch.manual_seed(0)
+    models = [torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.LayerNorm(16), torch.nn.Linear(16, 4))]
+    models.append(copy.deepcopy(models[0]))
+    fused = optim.make_optimizer(models[0], lr=1e-2, weight_decay=0.1)
+    plain = torch.optim.AdamW(optim.parameter_groups(models[1], 0.1), lr=1e-2, foreach=True)
+    assert fused.defaults["fused"] and not plain.defaults["fused"]
+    for _ in range(5):
+        x = torch.randn(32, 8)
+        for model, opt in zip(models, (fused, plain)):
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        assert torch.allclose(a, b, atol=1e-6, rtol=0)
