@@ -203,8 +203,8 @@ def _train(config, train_pairs, eval_sets, context, device, echo, step_hook=None
         model, {k: v for k, v in asdict(config).items()}, base_name=config.base,
         dataset_sizes={p.source: len(p.rows) for p in train_pairs}, columns=train_pairs[0].columns,
         loss_info={"loss": "MultipleNegativesRankingLoss", "scale": config.scale,
-                   **({"matryoshka_dims": list(dims), "matryoshka_weights": list(config.matryoshka_weights), "n_dims_per_step": -1}
-                      if dims else {})},
+                   **({"matryoshka_dims": list(dims), "matryoshka_weights": list(config.matryoshka_weights),
+                       "n_dims_per_step": -1} if dims else {})},
         base_metrics=base_metrics, final_metrics=final_metrics,
         log_rows=[r for r in trainer.log_rows if select_metric in r], select_metric=select_metric,
         versions={"embedder": __version__, "Transformers": transformers.__version__, "PyTorch": torch.__version__,
@@ -272,8 +272,8 @@ def _train(config, train_pairs, eval_sets, context, device, echo, step_hook=None
               help="under torchrun, use the positives of every process as negatives")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1… (default: cuda when available)")
 def main(base, train_files, eval_files, output, epochs, max_steps, batch_size, lr, warmup_ratio, weight_decay,
-         max_grad_norm, seed, scale, matryoshka_dims, matryoshka_weights, precision, max_seq_length, eval_steps, save_steps,
-         save_total_limit, resume, overwrite, no_duplicates, mask_duplicates, query_prompt, passage_prompt,
+         max_grad_norm, seed, scale, matryoshka_dims, matryoshka_weights, precision, max_seq_length, eval_steps,
+         save_steps, save_total_limit, resume, overwrite, no_duplicates, mask_duplicates, query_prompt, passage_prompt,
          select_metric, keep_last, mini_batch_size, gather_across_devices, device):
     """Fine-tune BASE on (question, passage) pairs and save a sentence-transformers folder."""
     try:

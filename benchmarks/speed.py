@@ -40,7 +40,10 @@ from pathlib import Path
 
 import click
 
+from st_trainer import st_trainer
+
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 SHAPES = REPO / "benchmarks" / "shapes"
 AIPOLICY = REPO.parent / "shared" / "data" / "aipolicy" / "train.json"
 WEIGHT_FILES = {"model.safetensors", "pytorch_model.bin", "README.md", ".gitattributes", "data_config.json"}
@@ -59,7 +62,6 @@ SHAPE_SOURCES = {
 
 def write_shape(name: str, out: Path) -> None:
     """config + tokenizer + ST module files of an installed base, with the shape's changes; no weights."""
-    sys.path.insert(0, str(REPO))
     from embedder import bases
     source, config_changes, st_changes = SHAPE_SOURCES[name]
     folder = Path(bases.resolve(source))
@@ -94,7 +96,6 @@ def random_model(shape: Path, out: Path) -> None:
 
 
 def load_pairs(spec: str, max_pairs: int | None) -> list[tuple[str, str]]:
-    sys.path.insert(0, str(REPO))
     from train import load_train
     rows = [(r[0], r[1]) for r in load_train(spec).rows]
     return rows[:max_pairs] if max_pairs else rows
@@ -127,48 +128,33 @@ def step_figures(stamps: list[float], warmup: int, batch_size: int) -> dict:
 def train_worker(system, model_dir, pairs, batch_size, precision, steps, warmup, dims, device, out_dir) -> dict:
     import torch
     stamps = []
+
+    def stamp(step):  # after optimiser step `step`; the last one waits for the GPU
+        if step == steps:
+            synchronize(device)
+        stamps.append(time.perf_counter())
+
     started = time.perf_counter()
     if system == "embedder":
         from train import TrainConfig, train
-        with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
-            for anchor, positive in pairs:
-                f.write(json.dumps({"anchor": anchor, "positive": positive}) + "\n")
-        train_file = f.name
-        config = TrainConfig(base=model_dir, train=(train_file,), eval=(), output=f"{out_dir}/model",
+        train_file = Path(out_dir) / "pairs.jsonl"
+        train_file.write_text("".join(json.dumps({"anchor": a, "positive": p}) + "\n" for a, p in pairs))
+        config = TrainConfig(base=model_dir, train=(str(train_file),), eval=(), output=f"{out_dir}/model",
                              epochs=math.ceil(steps / math.ceil(len(pairs) / batch_size)), max_steps=steps,
                              batch_size=batch_size, matryoshka_dims=tuple(dims) if dims else None,
                              precision=precision, sampler="random", eval_steps=None, device=device)
-
-        def hook(step):
-            if step == steps:
-                synchronize(device)
-            stamps.append(time.perf_counter())
-        train(config, echo=lambda *a, **k: None, step_hook=hook)
+        train(config, echo=lambda *a, **k: None, step_hook=stamp)
     else:
-        from datasets import Dataset
-        from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
-                                           SentenceTransformerTrainingArguments)
-        from sentence_transformers.losses import MatryoshkaLoss, MultipleNegativesRankingLoss
+        from sentence_transformers import SentenceTransformer
         from transformers import TrainerCallback
 
         class Stamp(TrainerCallback):
             def on_step_end(self, args, state, control, **kwargs):
-                if state.global_step == steps:
-                    synchronize(device)
-                stamps.append(time.perf_counter())
+                stamp(state.global_step)
 
         model = SentenceTransformer(model_dir, device=device)
-        loss = MultipleNegativesRankingLoss(model)
-        if dims:
-            loss = MatryoshkaLoss(model, loss, dims)
-        dataset = Dataset.from_dict({"anchor": [a for a, _ in pairs], "positive": [p for _, p in pairs]})
-        args = SentenceTransformerTrainingArguments(
-            output_dir=f"{out_dir}/run", per_device_train_batch_size=batch_size, max_steps=steps,
-            learning_rate=5e-5, warmup_ratio=0.0, max_grad_norm=1.0, seed=42, bf16=precision == "bf16",
-            save_strategy="no", report_to="none", logging_steps=10**6, disable_tqdm=True,
-            use_cpu=not device.startswith("cuda"))
-        SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss,
-                                   callbacks=[Stamp()]).train()
+        st_trainer(model, pairs, f"{out_dir}/run", batch_size, dims, max_steps=steps, precision=precision,
+                   callbacks=[Stamp()]).train()
         model.save(f"{out_dir}/model")
     end_to_end = time.perf_counter() - started
     return {**step_figures(stamps, warmup, batch_size), "end_to_end_s": end_to_end,
@@ -202,7 +188,6 @@ def encode_worker(system, model_dir, texts, batch_size, precision, device) -> di
 def token_counts(model_dir: str, pairs, batch_size: int, steps: int) -> dict:
     """Mean tokens per step over `steps` random batches: real, ST's (each column padded), embedder's GEMM rows."""
     import numpy as np
-    sys.path.insert(0, str(REPO))
     import embedder
     tokenizer = embedder.load(model_dir, device="cpu").tokenizer
     lengths = [np.array([len(ids) for ids in tokenizer.encode_unpadded([p[c] for p in pairs])]) for c in (0, 1)]
@@ -229,10 +214,6 @@ def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(0)
     return f"cpu {platform.machine()} {os.cpu_count()} cores"
-
-
-def ratio(st: float, ours: float, higher_is_better: bool) -> float:
-    return ours / st if higher_is_better else st / ours
 
 
 @click.group()
@@ -268,7 +249,6 @@ def run(models, batch_sizes, precisions, steps, warmup, repeats, dims, data, max
         shapes_dir, cpu_smoke, out):
     """Measure and print the tables."""
     import torch
-    sys.path.insert(0, str(REPO))
     from train import default_dims
     device = "cuda" if torch.cuda.is_available() and not cpu_smoke else "cpu"
     if cpu_smoke:
@@ -278,7 +258,8 @@ def run(models, batch_sizes, precisions, steps, warmup, repeats, dims, data, max
     pairs = load_pairs(data, max_pairs)
     texts = sorted({t for pair in pairs for t in pair})
     result = {"device": device_name(device), "torch": torch.__version__, "python": platform.python_version(),
-              "data": os.path.relpath(data, REPO) if Path(data).is_file() else data, "pairs": len(pairs), "steps": steps, "warmup": warmup, "repeats": repeats,
+              "data": os.path.relpath(data, REPO) if Path(data).is_file() else data, "pairs": len(pairs),
+              "steps": steps, "warmup": warmup, "repeats": repeats,
               "tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "capture_s": None,
               "note": "eager steps (no CUDA graphs yet): nothing is captured or compiled", "train": [], "encode": []}
     for name in ("transformers", "sentence_transformers", "datasets"):

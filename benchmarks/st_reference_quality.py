@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 
 @click.command()
@@ -27,39 +28,30 @@ REPO = Path(__file__).resolve().parents[1]
 @click.option("--dims", default="none")
 @click.option("--seed", default=42, type=int)
 def main(base, data, batch_size, epochs, dims, seed):
-    sys.path.insert(0, str(REPO))
-    from datasets import Dataset
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import SentenceTransformer
     from sentence_transformers.evaluation import InformationRetrievalEvaluator
-    from sentence_transformers.losses import MatryoshkaLoss, MultipleNegativesRankingLoss
 
     from embedder import bases
-    train = json.loads((Path(data) / "train.json").read_text())
-    test = json.loads((Path(data) / "test.json").read_text())
-    pairs = [(train["questions"][q], train["corpus"][p]) for q in train["questions"]
-             for p in train["relevant_contexts"].get(q, [])]
-    dataset = Dataset.from_dict({"anchor": [a for a, _ in pairs], "positive": [p for _, p in pairs]})
+    from embedder.data import load_ir
+    from st_trainer import st_trainer
+    from train import load_train
+
+    pairs = [(row[0], row[1]) for row in load_train(str(Path(data) / "train.json")).rows]
+    test = load_ir(Path(data) / "test.json")
     model = SentenceTransformer(str(bases.resolve(base)), device="cpu")
-    loss = MultipleNegativesRankingLoss(model)
     dim_list = [int(d) for d in dims.split(",")] if dims != "none" else []
-    if dim_list:
-        loss = MatryoshkaLoss(model, loss, dim_list)
     with tempfile.TemporaryDirectory() as tmp:
-        args = SentenceTransformerTrainingArguments(output_dir=tmp, per_device_train_batch_size=batch_size,
-                                                    num_train_epochs=epochs, learning_rate=5e-5, seed=seed,
-                                                    save_strategy="no", report_to="none", use_cpu=True,
-                                                    disable_tqdm=True)
+        trainer = st_trainer(model, pairs, tmp, batch_size, dim_list, epochs=epochs, seed=seed)
         started = time.time()
-        SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss).train()
+        trainer.train()
         seconds = time.time() - started
-    relevant = {q: set(v) for q, v in test["relevant_contexts"].items()}
+    relevant = {q: set(v) for q, v in test.relevant.items()}
     row = {"system": "sentence-transformers", "base": base, "batch": batch_size, "dims": dims, "seed": seed,
            "train_seconds": round(seconds, 1)}
     for d in [None] + dim_list[-1:]:
-        metrics = InformationRetrievalEvaluator(test["questions"], test["corpus"], relevant, truncate_dim=d)(model)
+        metrics = InformationRetrievalEvaluator(test.queries, test.corpus, relevant, truncate_dim=d)(model)
         row[f"map@100{'' if d is None else f' dim {d}'}"] = metrics["cosine_map@100"]
     print(json.dumps(row))
-
 
 if __name__ == "__main__":
     main()

@@ -24,18 +24,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 ST_SCRIPT = """
 import json, sys
-from datasets import Dataset
-from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-from sentence_transformers.losses import MultipleNegativesRankingLoss
-model_dir, data, out, steps, batch = sys.argv[1:6]
+benchmarks, model_dir, data, out, steps, batch = sys.argv[1:7]
+sys.path.insert(0, benchmarks)  # st_trainer only: nothing of embedder is imported in ST's timed process
+from sentence_transformers import SentenceTransformer
+from st_trainer import st_trainer
 ir = json.load(open(data))
 pairs = [(ir["questions"][q], ir["corpus"][p]) for q in ir["questions"] for p in ir["relevant_contexts"].get(q, [])]
-dataset = Dataset.from_dict({"anchor": [a for a, _ in pairs], "positive": [p for _, p in pairs]})
 model = SentenceTransformer(model_dir, device="cpu")
-args = SentenceTransformerTrainingArguments(output_dir=out + "/run", per_device_train_batch_size=int(batch),
-    max_steps=int(steps), learning_rate=5e-5, warmup_ratio=0.0, seed=42, save_strategy="no", report_to="none",
-    logging_steps=10, use_cpu=True, disable_tqdm=True)
-SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=MultipleNegativesRankingLoss(model)).train()
+st_trainer(model, pairs, out + "/run", int(batch), max_steps=int(steps)).train()
 model.save(out + "/model")
 """
 
@@ -63,7 +59,8 @@ def main(steps, batch_size, repeats, data):
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
             times["sentence-transformers"].append(timed(
-                [sys.executable, "-c", ST_SCRIPT, model_dir, data, tmp, str(steps), str(batch_size)], env))
+                [sys.executable, "-c", ST_SCRIPT, str(REPO / "benchmarks"), model_dir, data, tmp, str(steps),
+                 str(batch_size)], env))
         with tempfile.TemporaryDirectory() as tmp:
             times["embedder"].append(timed(
                 [sys.executable, str(REPO / "train.py"), "--base", "all-MiniLM-L6-v2", "--train", data, "--eval", "none",

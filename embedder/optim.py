@@ -1,8 +1,8 @@
 """Optimiser and learning-rate schedule, with the defaults of the seeds' model cards (ST/transformers Trainer).
 
-AdamW (torch's fused kernel, on CUDA and on the CPU): lr 5e-5, betas (0.9, 0.999), eps 1e-8, weight decay 0. When weight decay > 0 it
-never applies to biases, LayerNorm weights and MPNet's relative bias (transformers' rule); every parameter lands in
-exactly one group.
+AdamW (torch's fused kernel, on CUDA and on the CPU): lr 5e-5, betas (0.9, 0.999), eps 1e-8, weight decay 0.
+When weight decay > 0 it never applies to biases, LayerNorm weights and MPNet's relative bias (transformers' rule);
+every parameter lands in exactly one group.
 
 Linear schedule with warmup W over T optimiser steps, the multiplier used *at* step s (0-based), as transformers'
 get_linear_schedule_with_warmup gives it:

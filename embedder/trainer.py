@@ -93,10 +93,6 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-def autocast_for(precision: str, device: torch.device):
-    return precision_context(device, precision)
-
-
 class ColumnEncoder(torch.nn.Module):
     """Embeds every column of a batch in one call (one DDP forward per step)."""
 
@@ -180,7 +176,7 @@ class Trainer:
         self.echo = echo if context.is_main else (lambda *a, **k: None)
         self.device = model.device
         self.precision = resolve_precision(config.precision, self.device)
-        self.autocast = autocast_for(self.precision, self.device)
+        self.autocast = precision_context(self.device, self.precision)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.optimizer = optim.make_optimizer(model, config.lr, config.weight_decay)
         self.dims, self.weights = (losses.validate_dims(config.matryoshka_dims, model.embedding_dimension,
