@@ -352,7 +352,9 @@ class Trainer:
                         self.log({"step": state.step, "epoch": self.epoch_fraction(), "loss": running / count, "lr": lr})
                         running, count = 0.0, 0
                     at_epoch_end = state.batch_in_epoch == len(plan)
-                    if self.evaluators and (at_epoch_end or (config.eval_steps and state.step % config.eval_steps == 0)):
+                    at_run_end = state.step == self.total_steps  # --max-steps may stop mid-epoch: score that model too
+                    if self.evaluators and (at_epoch_end or at_run_end
+                                            or (config.eval_steps and state.step % config.eval_steps == 0)):
                         self.evaluate_and_track()
                     if at_epoch_end:
                         state.epoch, state.batch_in_epoch = state.epoch + 1, 0

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -125,3 +126,8 @@ def test_epochs_steps_and_log_in_process(tiny_bert_folder, tmp_path):
     assert [row["step"] for row in losses] == [1, 2, 3, 4, 5, 6]  # ceil(20 / 8) = 3 steps per epoch, last kept
     assert [(row["step"], row["epoch"]) for row in evals] == [(0, 0.0), (3, 1.0), (6, 2.0)]
     assert set(result["final"]) == set(result["base"]) and len(result["final"]) == 30
+
+    # --max-steps stopping mid-epoch: the last step is evaluated too, so the best-model choice can see it
+    train(replace(config, output=str(tmp_path / "m2"), max_steps=4), echo=lambda *a, **k: None)
+    log = [json.loads(line) for line in (tmp_path / "m2" / "training_log.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in log if "cosine_map@100" in row] == [0, 3, 4]
