@@ -9,13 +9,13 @@ Models print side by side (columns), metrics as rows, the best value of each row
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
+import os
 
 import click
 
-from embedder.errors import UserError
-from embedder.st_format import check_writable, write_file_atomically
+from embedder import output_paths
+from embedder.errors import UserError, one_line_errors
+from embedder.st_format import write_file_atomically
 
 DEFAULT_MODEL = "all-mpnet-base-v2"
 
@@ -40,12 +40,12 @@ def run(models, data, dims, json_out, batch_size, precision, per_query_out, devi
     if batch_size <= 0:
         raise UserError(f"--batch-size {batch_size}: must be a positive integer")
     dims = parse_dims(dims)
-    for path, flag in ((json_out, "--json"), (per_query_out, "--per-query")):
-        if path is not None:
-            if Path(path).is_dir():
-                raise UserError(f"{flag} {path} is a directory; give a file name")
-            check_writable(path, flag, is_file=True)
     data = list(data) or ["stdlib:test"]
+    inputs = [("--data", spec) for spec in data if not datasets.is_default_spec(spec)]
+    inputs += [("--model", name) for name in models if os.path.exists(os.path.expanduser(name))]
+    outputs = [(flag, path) for flag, path in (("--json", json_out), ("--per-query", per_query_out)) if path]
+    for flag, path in outputs:
+        output_paths.check_output(path, flag, inputs + [o for o in outputs if o[0] != flag], is_file=True)
     sets = [(datasets.set_name(spec), datasets.load_eval_set(spec)) for spec in data]
     results: dict[str, dict[str, float]] = {}
     per_query_rows = []
@@ -72,7 +72,7 @@ def run(models, data, dims, json_out, batch_size, precision, per_query_out, devi
         write_file_atomically(json_out, json.dumps(results, indent=2) + "\n")
         print(f"wrote {json_out}")
     if per_query_out:
-        Path(per_query_out).write_text("".join(json.dumps(r) + "\n" for r in per_query_rows), encoding="utf-8")
+        write_file_atomically(per_query_out, "".join(json.dumps(r) + "\n" for r in per_query_rows))
         print(f"wrote {per_query_out}")
     return results
 
@@ -91,11 +91,8 @@ def run(models, data, dims, json_out, batch_size, precision, per_query_out, devi
 @click.option("--device", default=None, help="cpu, cuda, cuda:1… (default: cuda when available)")
 def main(models, data, dims, json_out, batch_size, precision, per_query_out, device):
     """Score models on IR data with ST's accuracy/precision/recall@1,3,5,10, ndcg@10, mrr@10, map@100."""
-    try:
+    with one_line_errors():
         run(models, data, dims, json_out, batch_size, precision, per_query_out, device)
-    except UserError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(err.exit_code)
 
 
 if __name__ == "__main__":

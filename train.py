@@ -11,6 +11,7 @@ card) and training_log.jsonl. User mistakes end with one line on stderr and exit
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -19,8 +20,9 @@ from pathlib import Path
 
 import click
 
+from embedder import output_paths
 from embedder.errors import UserError
-from embedder.st_format import check_writable
+from embedder.stop_signals import Interrupted, StopSignals
 from embedder.trainer import PRECISIONS, TrainConfig, TrainingStopped
 
 SEED_DIMS = (768, 512, 256, 128, 64)
@@ -57,39 +59,52 @@ def parse_weights(text: str | None) -> tuple[float, ...] | None:
     return weights
 
 
-def check_numbers(config: TrainConfig) -> None:
-    for flag, value, ok in (("--batch-size", config.batch_size, config.batch_size >= 1),
-                            ("--epochs", config.epochs, config.epochs >= 1),
-                            ("--lr", config.lr, config.lr > 0),
-                            ("--scale", config.scale, config.scale > 0),
-                            ("--max-grad-norm", config.max_grad_norm, config.max_grad_norm > 0),
-                            ("--warmup-ratio", config.warmup_ratio, 0 <= config.warmup_ratio < 1),
-                            ("--max-steps", config.max_steps, config.max_steps is None or config.max_steps >= 1),
-                            ("--eval-steps", config.eval_steps, config.eval_steps is None or config.eval_steps >= 1),
-                            ("--save-steps", config.save_steps, config.save_steps is None or config.save_steps >= 1),
-                            ("--mini-batch-size", config.mini_batch_size,
-                             config.mini_batch_size is None or config.mini_batch_size >= 1),
-                            ("--max-seq-length", config.max_seq_length,
-                             config.max_seq_length is None or config.max_seq_length >= 2)):
-        if not ok:
-            raise UserError(f"{flag} {value}: out of range; see python train.py --help")
+def run_inputs(config: TrainConfig) -> list[tuple[str, str]]:
+    """The files and folders this run reads, which no output may overwrite."""
+    from embedder import data
+    named = [("--train", spec) for spec in config.train] + [("--eval", spec) for spec in config.eval]
+    inputs = [(flag, spec) for flag, spec in named if not data.is_default_spec(spec)]
+    if os.path.exists(os.path.expanduser(config.base)):  # False, not an error, for a name the OS rejects
+        inputs.append(("--base", config.base))
+    return inputs
 
 
 def check_output(config: TrainConfig) -> None:
+    """Every check of the output location that does not need the model: before anything is loaded."""
     out = Path(config.output)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--output {out} is a file; give a folder path")
-    if out.is_dir() and any(out.iterdir()) and not config.overwrite:
-        holds = "a model" if (out / "modules.json").is_file() or (out / "config.json").is_file() else "files"
-        raise UserError(f"--output {out} already holds {holds}; pass --overwrite to replace it or choose another folder")
-    check_writable(out, "--output")
-    if config.resume and not any(config.checkpoint_dir.glob("step-*/trainer_state.json")):
+    if os.environ.get("RANK", "0") in ("0", ""):  # under torchrun one process probes (probes of two would collide)
+        inputs = run_inputs(config)
+        output_paths.check_output(out, "--output", inputs, siblings=("{name}.checkpoints",))
+        output_paths.check_output(config.checkpoint_dir, "--output", inputs)
+    if out.is_dir() and any(out.iterdir()):
+        is_model = (out / "modules.json").is_file() or (out / "config.json").is_file()
+        if not config.overwrite and not config.resume:
+            raise UserError(f"--output {out} already holds {'a model' if is_model else 'files'}; pass --overwrite to "
+                            "replace it or choose another folder")
+        if config.overwrite and not is_model:  # --overwrite replaces a model, never a folder of other files
+            raise UserError(f"--output {out} holds files but no model (no modules.json or config.json); --overwrite "
+                            "only replaces a model folder: choose another --output")
+    from embedder import checkpoints
+    found = checkpoints.list_checkpoints(config.checkpoint_dir)
+    if config.resume and not found:
         raise UserError(f"--resume: no checkpoint in {config.checkpoint_dir}; start without --resume")
+    if found and not config.resume and not config.overwrite:
+        raise UserError(f"--output {out}: {config.checkpoint_dir} holds checkpoints of an earlier run; pass --resume "
+                        "to continue it, or --overwrite to start over")
+
+
+def needed_disk_space(model, config: TrainConfig, total_steps: int) -> int:
+    """Bytes this run may hold on disk at once: checkpoints (weights + AdamW's two moments = 3 x the weights; the
+    newest k plus one being written), the best weights, and the final model beside any old one, plus 5 %."""
+    weight_bytes = sum(t.numel() * 4 for t in model.state_dict().values())
+    saves = (total_steps // config.save_steps if config.save_steps else 0) + 1  # + the end-of-training checkpoint
+    held = min(saves, (config.save_total_limit or saves) + 1)
+    return int(weight_bytes * (3 * held + 1 + 1) * 1.05) + (16 << 20)
 
 
 def load_train(spec: str):
     from embedder import data
-    if spec == data.DEFAULT_DATA or spec.startswith(data.DEFAULT_DATA + ":"):
+    if data.is_default_spec(spec):
         split = spec.partition(":")[2] or "train"
         return data.ir_to_pairs(data.load_eval_set(f"{data.DEFAULT_DATA}:{split}"))
     return data.load_training_file(spec)
@@ -97,10 +112,15 @@ def load_train(spec: str):
 
 def train(config: TrainConfig, echo=click.echo, step_hook=None) -> dict:
     """The whole run; returns {'base': metrics, 'final': metrics, 'output': path}. step_hook(step), if given, is
-    called after every optimiser step (benchmarks time the steps with it)."""
-    check_numbers(config)
+    called after every optimiser step (benchmarks time the steps with it). SIGINT and SIGTERM stop it as
+    embedder.stop_signals describes; what was trained is never thrown away (see _train)."""
+    with StopSignals() as stop:
+        return _load_and_train(config, echo, step_hook, stop)
+
+
+def _load_and_train(config: TrainConfig, echo, step_hook, stop) -> dict:
+    from embedder import data, distributed
     check_output(config)
-    from embedder import data
     train_pairs = [load_train(spec) for spec in config.train]
     columns = {len(p.columns) for p in train_pairs}
     if len(columns) > 1:
@@ -111,10 +131,10 @@ def train(config: TrainConfig, echo=click.echo, step_hook=None) -> dict:
                             "lower --batch-size or add data")
     eval_sets = [(spec, data.load_eval_set(spec)) for spec in config.eval]
 
-    from embedder import distributed
     context, device = distributed.setup(config.device)
     try:
-        return _train(config, train_pairs, eval_sets, context, device, echo if context.is_main else _quiet, step_hook)
+        return _train(config, train_pairs, eval_sets, context, device, echo if context.is_main else _quiet,
+                      step_hook, stop)
     finally:
         distributed.teardown(context)
 
@@ -123,24 +143,26 @@ def _quiet(*args, **kwargs):
     pass
 
 
-def _train(config, train_pairs, eval_sets, context, device, echo, step_hook=None) -> dict:
+def _prepare(config, context, device, echo):
+    """The model and the resolved Matryoshka settings; every check that needs the model happens here."""
     import torch
 
     import embedder
-    from embedder import batching, data, distributed, model_card
-    from embedder.evaluation import InformationRetrievalEvaluator, format_table
-    from embedder.report import mean_offdiagonal_cosine, startup_report
-    from embedder.trainer import Trainer
+    from embedder.losses import validate_dims
 
     torch.manual_seed(config.seed + context.rank)  # dropout masks differ between processes
     model = embedder.load(config.base, device=device)
     if config.max_seq_length:
+        positions = model.backbone.config.usable_positions if hasattr(model.backbone, "config") and hasattr(
+            model.backbone.config, "usable_positions") else None
+        if positions is not None and config.max_seq_length > positions:
+            raise UserError(f"--max-seq-length {config.max_seq_length}: {config.base} has only {positions} positions; "
+                            f"give at most {positions}")
         model.tokenizer.max_seq_length = config.max_seq_length
     dims = config.matryoshka_dims
     if dims == "auto":
         dims = default_dims(model.embedding_dimension)
     try:
-        from embedder.losses import validate_dims
         if config.matryoshka_weights and not dims:
             raise ValueError("weights were given but Matryoshka is off (--matryoshka-dims none)")
         dims, weights = (tuple(t) for t in validate_dims(dims, model.embedding_dimension,
@@ -150,48 +172,102 @@ def _train(config, train_pairs, eval_sets, context, device, echo, step_hook=None
     config = replace(config, matryoshka_dims=dims, matryoshka_weights=weights)
     if config.query_prompt or config.passage_prompt:
         model.prompts = {"query": config.query_prompt, "document": config.passage_prompt}
+    return model, config
 
-    eval_dims = (None, *[d for d in (dims or ()) if d != model.embedding_dimension])
-    evaluators = [InformationRetrievalEvaluator(
-        ir.queries, ir.corpus, ir.relevant, name=data.set_name(spec) if len(eval_sets) > 1 else "", dims=eval_dims,
-        batch_size=config.eval_batch_size, query_prompt=config.query_prompt or None,
-        corpus_prompt=config.passage_prompt or None) for spec, ir in eval_sets]
-    metric_keys = [k for e in evaluators for k in e.metric_keys()]
-    select_metric = config.select_metric or (metric_keys[14] if metric_keys else None)  # cosine_map@100
-    if select_metric and select_metric not in metric_keys:
-        raise UserError(f"--select-metric {select_metric!r} is not a metric of this run; valid names include "
-                        f"{', '.join(metric_keys[:15])}")
 
-    tokenize = model.tokenizer.encode_unpadded
-    train_sets = [batching.TokenizedPairs.build(p, tokenize, config.query_prompt, config.passage_prompt)
-                  for p in train_pairs]
-    log_path = config.checkpoint_dir / "training_log.jsonl"
-    trainer = Trainer(model, config, train_sets, evaluators, select_metric, log_path, echo, context)
-    for line in startup_report(model, config, train_sets, trainer):
-        echo(line)
-    if context.enabled:
-        echo(f"torchrun: {context.world_size} processes x batch {config.batch_size} = global batch "
-             f"{trainer.global_batch}; negatives gathered across devices: {config.gather_across_devices}")
+def _train(config, train_pairs, eval_sets, context, device, echo, step_hook, stop) -> dict:
+    """Three phases. Before the first step an interrupt leaves no model (exit 128 + signal). During training a
+    signal saves a checkpoint at the next step boundary. Once training is done its result is written to a
+    checkpoint first, so a later interrupt or failed write (the final evaluation, the model folder) keeps it and
+    says where."""
+    from embedder import batching, checkpoints, data
+    from embedder.evaluation import InformationRetrievalEvaluator
+    from embedder.report import startup_report
+    from embedder.trainer import Trainer
 
-    resumed = config.resume and trainer.resume()
-    if not resumed and context.is_main and log_path.exists():
-        log_path.unlink()
-    started = time.time()
-    base_metrics = {}
-    if evaluators:
-        echo("evaluating the base model…")
-        base_metrics = trainer.evaluate() if resumed else trainer.evaluate_and_track()
-        if select_metric and base_metrics:
-            echo(f"base {select_metric} = {base_metrics[select_metric]:.4f}")
+    try:
+        model, config = _prepare(config, context, device, echo)
+        dims = config.matryoshka_dims
+        eval_dims = (None, *[d for d in (dims or ()) if d != model.embedding_dimension])
+        evaluators = [InformationRetrievalEvaluator(
+            ir.queries, ir.corpus, ir.relevant, name=data.set_name(spec) if len(eval_sets) > 1 else "",
+            dims=eval_dims, batch_size=config.eval_batch_size, query_prompt=config.query_prompt or None,
+            corpus_prompt=config.passage_prompt or None) for spec, ir in eval_sets]
+        metric_keys = [k for e in evaluators for k in e.metric_keys()]
+        select_metric = config.select_metric or (metric_keys[14] if metric_keys else None)  # cosine_map@100
+        if select_metric and select_metric not in metric_keys:
+            raise UserError(f"--select-metric {select_metric!r} is not a metric of this run; valid names include "
+                            f"{', '.join(metric_keys[:15])}")
+
+        tokenize = model.tokenizer.encode_unpadded
+        train_sets = [batching.TokenizedPairs.build(p, tokenize, config.query_prompt, config.passage_prompt)
+                      for p in train_pairs]
+        log_path = config.checkpoint_dir / "training_log.jsonl"
+        trainer = Trainer(model, config, train_sets, evaluators, select_metric, log_path, echo, context)
+        if context.is_main:
+            output_paths.check_free_space(config.output, needed_disk_space(model, config, trainer.total_steps),
+                                          "--output")
+        resumed = config.resume and trainer.resume(config.base)
+        for line in startup_report(model, config, train_sets, trainer):
+            echo(line)
+        if context.enabled:
+            echo(f"torchrun: {context.world_size} processes x batch {config.batch_size} = global batch "
+                 f"{trainer.global_batch}; negatives gathered across devices: {config.gather_across_devices}")
+        if not resumed and context.is_main:
+            checkpoints.clear(config.checkpoint_dir)  # --overwrite: an earlier run's checkpoints and log go
+        started = time.time()
+        base_metrics = {}
+        if evaluators:
+            echo("evaluating the base model…")
+            base_metrics = trainer.evaluate() if resumed else trainer.evaluate_and_track()
+            if select_metric and base_metrics:
+                echo(f"base {select_metric} = {base_metrics[select_metric]:.4f}")
+    except Interrupted as err:
+        raise TrainingStopped(f"interrupted ({err.signal_name}) before the first training step; no model was written",
+                              exit_code=130 if err.signal_name == "SIGINT" else 143) from None
 
     from tqdm.auto import tqdm
-    with tqdm(total=trainer.total_steps, initial=trainer.state.step, desc="training", unit="step",
-              disable=None if context.is_main else True) as progress:
-        trainer.run(progress, step_hook)
+    try:
+        with tqdm(total=trainer.total_steps, initial=trainer.state.step, desc="training", unit="step",
+                  disable=None if context.is_main else True) as progress:
+            trainer.run(progress, step_hook, stop)
+        saved = trainer.save_final_checkpoint()
+    except (Interrupted, OSError) as err:
+        kept = checkpoints.list_checkpoints(config.checkpoint_dir)
+        where = f"the last complete checkpoint is {kept[-1][1]} (continue with --resume)" if kept else \
+            "no checkpoint was written"
+        reason = f"interrupted ({err.signal_name})" if isinstance(err, Interrupted) else \
+            f"writing a checkpoint failed ({err.strerror or err})"
+        raise TrainingStopped(f"{reason} at step {trainer.state.step}; {where}") from None
+
+    try:
+        return _finish(config, model, trainer, train_pairs, eval_sets, base_metrics, select_metric, context, echo,
+                       time.time() - started)
+    except (Interrupted, OSError) as err:
+        reason = f"interrupted ({err.signal_name})" if isinstance(err, Interrupted) else \
+            f"writing the model failed ({err.strerror or err})"
+        raise TrainingStopped(f"training finished but {reason}; the trained model is safe in checkpoint {saved}: "
+                              f"run the same command with --resume to evaluate and write it to {config.output}") from None
+
+
+def _finish(config, model, trainer, train_pairs, eval_sets, base_metrics, select_metric, context, echo,
+            train_seconds) -> dict:
+    """After training: the chosen weights, checked finite; the final evaluation; the model folder and its card."""
+    import torch
+
+    from embedder import distributed, model_card
+    from embedder.evaluation import format_table
+    from embedder.report import mean_offdiagonal_cosine
+
     chosen_step = trainer.finish_weights()
-    final_metrics = trainer.evaluate() if evaluators else {}
+    if not trainer.state.finite_steps:
+        raise TrainingStopped("no training step had a finite loss (the loss was NaN/inf throughout); no model was "
+                              "written: check the base model's weights, lower --lr or use --precision fp32")
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise TrainingStopped("the trained weights hold NaN/inf values; no model was written: lower --lr or use "
+                              "--precision fp32")
+    final_metrics = trainer.evaluate() if trainer.evaluators else {}
     model.eval()
-    train_seconds = time.time() - started
     if not context.is_main:
         distributed.barrier(context)
         return {"base": {}, "final": {}, "output": config.output}
@@ -199,6 +275,7 @@ def _train(config, train_pairs, eval_sets, context, device, echo, step_hook=None
     from embedder import __version__
     import tokenizers
     import transformers
+    dims = config.matryoshka_dims
     card = model_card.render(
         model, {k: v for k, v in asdict(config).items()}, base_name=config.base,
         dataset_sizes={p.source: len(p.rows) for p in train_pairs}, columns=train_pairs[0].columns,
@@ -209,17 +286,20 @@ def _train(config, train_pairs, eval_sets, context, device, echo, step_hook=None
         log_rows=[r for r in trainer.log_rows if select_metric in r], select_metric=select_metric,
         versions={"embedder": __version__, "Transformers": transformers.__version__, "PyTorch": torch.__version__,
                   "Tokenizers": tokenizers.__version__})
-    model.save(config.output, model_card=card)
-    out = Path(config.output)
+    log_path = config.checkpoint_dir / "training_log.jsonl"
+    extra_files = {"train_config.json": json.dumps(asdict(config), indent=2) + "\n"}
     if log_path.is_file():
-        shutil.copyfile(log_path, out / "training_log.jsonl")
-    (out / "train_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n", encoding="utf-8")
+        extra_files["training_log.jsonl"] = log_path.read_text(encoding="utf-8")
+    model.save(config.output, model_card=card, extra_files=extra_files)
+    out = Path(config.output)
+    if not config.save_steps:  # the end-of-training checkpoint was only a safeguard; the model folder has it all
+        shutil.rmtree(config.checkpoint_dir, ignore_errors=True)
     distributed.barrier(context)
 
     echo(f"\ntrained {trainer.state.step} steps in {train_seconds:.0f} s; saved the model of step {chosen_step} to {out}")
     if final_metrics:
         echo(format_table({"base": base_metrics, "fine-tuned": final_metrics}, list(final_metrics)))
-        if select_metric and final_metrics[select_metric] < base_metrics[select_metric]:
+        if select_metric and final_metrics[select_metric] < base_metrics.get(select_metric, float("-inf")):
             echo(f"\nWARNING: the fine-tuned model is WORSE than the base on {select_metric} "
                  f"({final_metrics[select_metric]:.4f} < {base_metrics[select_metric]:.4f}); "
                  "check the data, lower --lr or train fewer steps", err=True)
@@ -299,11 +379,10 @@ def main(base, train_files, eval_files, output, epochs, max_steps, batch_size, l
         sys.exit(err.exit_code)
     except TrainingStopped as err:
         click.echo(f"stopped: {err}", err=True)
-        sys.exit(1)
-    except KeyboardInterrupt:  # before the training loop (which saves a checkpoint itself): nothing to keep
-        click.echo("stopped: interrupted before training started; nothing was written", err=True)
-        sys.exit(130)
-
+        sys.exit(err.exit_code)
+    except Interrupted as err:  # while reading the data, before the run had anything to keep
+        click.echo(f"stopped: interrupted ({err.signal_name}) before training started; nothing was written", err=True)
+        sys.exit(130 if err.signal_name == "SIGINT" else 143)
 
 if __name__ == "__main__":
     main()

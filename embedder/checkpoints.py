@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from .errors import UserError
 from .st_format import write_atomically
 
 _STEP = re.compile(r"^step-(\d+)$")
@@ -52,8 +54,31 @@ def save_weights(folder: Path, state_dict: dict[str, torch.Tensor], info: dict) 
     write_atomically(folder, fill)
 
 
-def load_weights(folder: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    return load_file(str(folder / "model.safetensors")), json.loads((folder / "info.json").read_text())
+def load_weights(folder: Path, model) -> dict[str, torch.Tensor]:
+    """The weights saved in `folder` by save_weights, checked against `model` (UserError when they do not fit)."""
+    state = _read(folder / "model.safetensors", lambda path: load_file(str(path)))
+    _check_fits(state, model, folder)
+    return state
+
+
+def _read(path: Path, reader):
+    """reader(path), with any failure to read a damaged or tampered file turned into one UserError line."""
+    try:
+        with warnings.catch_warnings():  # torch.load warns about pickle protocols on stderr; the error says it all
+            warnings.simplefilter("ignore")
+            return reader(path)
+    except Exception as err:  # safetensors, torch.load(weights_only=True) and json raise many kinds
+        first = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        raise UserError(f"checkpoint file {path} is damaged ({first}); delete {path.parent} to resume from an "
+                        "earlier checkpoint, or start over with --overwrite") from None
+
+
+def _check_fits(state, model, folder: Path) -> None:
+    expected = model.state_dict()
+    if not isinstance(state, dict) or set(state) != set(expected) or any(
+            not torch.is_tensor(state[k]) or state[k].shape != v.shape for k, v in expected.items()):
+        raise UserError(f"checkpoint {folder} holds weights of another model; resume with the --base it was "
+                        "trained from, or start over with --overwrite")
 
 
 def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
@@ -69,15 +94,49 @@ def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
 
 
 def load_checkpoint(folder: Path, model, optimizer, rank: int = 0) -> dict:
+    """Restore model, optimiser and RNG from `folder`; returns the trainer state. Every file is checked before
+    anything is restored: a damaged one, or one from another model, is a UserError."""
     device = next(model.parameters()).device
-    model.load_state_dict({k: v.to(device) for k, v in load_file(str(folder / "model.safetensors")).items()})
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location=device, weights_only=True))
-    states = torch.load(folder / "rng.pt", map_location="cpu", weights_only=True)
-    rng = states[rank] if rank < len(states) else states[0]
+    weights = _read(folder / "model.safetensors", lambda path: load_file(str(path)))
+    _check_fits(weights, model, folder)
+    optimizer_state = _read(folder / "optimizer.pt",
+                            lambda path: torch.load(path, map_location=device, weights_only=True))
+    states = _read(folder / "rng.pt", lambda path: torch.load(path, map_location="cpu", weights_only=True))
+    rng = states[rank] if isinstance(states, list) and rank < len(states) else \
+        states[0] if isinstance(states, list) and states else None
+    if not isinstance(rng, dict) or not _is_rng_state(rng.get("torch")) or \
+            not all(_is_rng_state(t) for t in rng.get("cuda", [])):
+        raise UserError(f"checkpoint file {folder / 'rng.pt'} holds no random-number state; delete {folder} to "
+                        "resume from an earlier checkpoint, or start over with --overwrite")
+    state = _read(folder / "trainer_state.json", lambda path: json.loads(path.read_text(encoding="utf-8")))
+    if not isinstance(state, dict) or not all(isinstance(state.get(k), int) and state[k] >= 0
+                                              for k in ("step", "epoch", "batch_in_epoch")):
+        raise UserError(f"checkpoint file {folder / 'trainer_state.json'} is damaged (no step/epoch position); "
+                        f"delete {folder} to resume from an earlier checkpoint, or start over with --overwrite")
+    model.load_state_dict({k: v.to(device) for k, v in weights.items()})
+    try:
+        optimizer.load_state_dict(optimizer_state)
+    except (ValueError, KeyError, TypeError, RuntimeError, AttributeError) as err:
+        raise UserError(f"checkpoint file {folder / 'optimizer.pt'} does not fit this model's optimiser "
+                        f"({str(err)[:100]}); start over with --overwrite") from None
     torch.set_rng_state(rng["torch"])
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
-    return json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+    return state
+
+
+def _is_rng_state(value) -> bool:
+    return torch.is_tensor(value) and value.dtype == torch.uint8 and value.dim() == 1
+
+
+def clear(root: Path) -> None:
+    """Remove an earlier run's checkpoints, best weights and log from `root` (a fresh run with --overwrite)."""
+    if not root.is_dir():
+        return
+    for _, path in list_checkpoints(root):
+        shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(root / "best", ignore_errors=True)
+    (root / "training_log.jsonl").unlink(missing_ok=True)
 
 
 def prune(root: Path, keep: int | None) -> None:

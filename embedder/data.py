@@ -54,16 +54,27 @@ class PairDataset:
 
 
 # ----- low-level reading --------------------------------------------------------------------------------------
+MAX_FILE_BYTES = 1 << 30  # 1 GiB: millions of pairs; past it, reading (and tokenising) would exhaust memory
+
+
 def read_text(path: str | Path) -> str:
+    """The whole text of a data file: a regular file (not a FIFO, a device or /dev/zero, which never end) of at
+    most MAX_FILE_BYTES, in UTF-8."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such file; check the path")
     if path.is_dir():
         raise UserError(f"{path} is a directory; pass the data file inside it")
+    if not path.is_file():
+        raise UserError(f"{path} is not a regular file (a pipe or a device); save the data to a file and pass that")
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
     except OSError as err:
         raise UserError(f"{path}: cannot be read ({err.strerror}); check its permissions") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise UserError(f"{path} is larger than {MAX_FILE_BYTES >> 20} MiB; split it into several files "
+                        "(--train is repeatable)")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -119,9 +130,12 @@ def _check_text(value, path, where: str) -> str:
 
 
 # ----- IR sets ------------------------------------------------------------------------------------------------
+IR_FORMAT = "an IR set, one JSON object with questions, corpus and relevant_contexts"
+
+
 def _ir_from_object(obj, path) -> IRDataset:
     if not isinstance(obj, dict):
-        raise UserError(f"{path}: expected an object with questions, corpus and relevant_contexts")
+        raise UserError(f"{path}: holds a JSON {type(obj).__name__}, not {IR_FORMAT}")
     questions = obj.get("questions", obj.get("queries"))
     relevant = obj.get("relevant_contexts", obj.get("relevant_docs"))
     corpus = obj.get("corpus")
@@ -154,10 +168,19 @@ def _ir_from_object(obj, path) -> IRDataset:
 
 
 def load_ir(path: str | Path) -> IRDataset:
-    """An IR set from a JSON object or a one-line JSONL file."""
-    records = _json_records(read_text(path), path)
-    if len(records) != 1:
-        raise UserError(f"{path}: expected one IR object, found {len(records)} records")
+    """An IR set from a JSON object or a one-line JSONL file; anything else (pair rows, CSV, a JSON list) is
+    refused with a message that says an IR set is needed."""
+    path = Path(path)
+    text = read_text(path)
+    if path.suffix.lower() in (".csv", ".tsv") or not text.lstrip().startswith("{"):
+        kind = "a CSV/TSV file" if path.suffix.lower() in (".csv", ".tsv") else \
+            "a JSON list" if text.lstrip().startswith("[") else "not a JSON object"
+        raise UserError(f"{path}: is {kind}; evaluation (--eval, --data) needs {IR_FORMAT} (.json or one-line "
+                        ".jsonl); pair files can only be --train data")
+    records = _json_records(text, path)
+    if len(records) != 1 or not isinstance(records[0], dict) or "corpus" not in records[0]:
+        raise UserError(f"{path}: holds {len(records)} records of pairs; evaluation (--eval, --data) needs "
+                        f"{IR_FORMAT}; pair files can only be --train data")
     return _ir_from_object(records[0], path)
 
 
@@ -196,6 +219,11 @@ def _rows_from_records(records: list, path) -> PairDataset:
         for number, record in enumerate(records, start=1):
             if not isinstance(record, dict) or "query" not in record or not isinstance(record.get("pos"), list):
                 raise UserError(f"{path}: record {number} lacks 'query' or a 'pos' list")
+            if not record["pos"]:
+                raise UserError(f"{path}: record {number} has an empty 'pos' list; give it a positive passage "
+                                "or remove the record")
+            if record.get("neg") is not None and not isinstance(record["neg"], list):
+                raise UserError(f"{path}: record {number} has a 'neg' that is not a list")
             query = _check_text(record["query"], path, f"record {number} query")
             negs = [_check_text(n, path, f"record {number} neg") for n in (record.get("neg") or [])[:n_neg]]
             for pos in record["pos"]:
@@ -216,23 +244,28 @@ def _rows_from_records(records: list, path) -> PairDataset:
 
 def _read_delimited(text: str, path, delimiter: str) -> PairDataset:
     csv.field_size_limit(1 << 30)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    # strict: a quote left open (which would swallow the rest of the file into one field) is an error
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    start = 1  # the line where the record being read begins
     try:
         header = next(reader)
         columns = _pair_columns([h.strip() for h in header], path)
         index = [[h.strip() for h in header].index(c) for c in columns]
         rows = []
-        for row in reader:
+        while True:
+            start = reader.line_num + 1
+            row = next(reader, None)
+            if row is None:
+                break
             if not any(cell.strip() for cell in row):
                 continue
-            line = reader.line_num
             if len(row) != len(header):
-                raise UserError(f"{path}: line {line} has {len(row)} fields, the header has {len(header)}; "
+                raise UserError(f"{path}: line {start} has {len(row)} fields, the header has {len(header)}; "
                                 "quote fields that contain the delimiter")
-            rows.append(tuple(_check_text(row[i], path, f"line {line} column {c!r}") for i, c in zip(index, columns)))
+            rows.append(tuple(_check_text(row[i], path, f"line {start} column {c!r}") for i, c in zip(index, columns)))
     except csv.Error as err:
-        raise UserError(f"{path}: invalid {'TSV' if delimiter == chr(9) else 'CSV'} at line {reader.line_num} ({err}); "
-                        "fix the quoting") from None
+        raise UserError(f"{path}: invalid {'TSV' if delimiter == chr(9) else 'CSV'} in the record that starts at "
+                        f"line {start} ({err}); close or escape its quotes") from None
     return PairDataset(tuple(columns), rows, str(path))
 
 
@@ -332,6 +365,11 @@ def _stdlib_dataset(seed: int, sizes: tuple = tuple(SPLIT_SIZES.items())) -> dic
 DEFAULT_DATA = "stdlib"
 
 
+def is_default_spec(spec: str) -> bool:
+    """Whether a data spec names the embedded default data set (`stdlib` or `stdlib:split`)."""
+    return spec == DEFAULT_DATA or spec.startswith(DEFAULT_DATA + ":")
+
+
 def set_name(spec: str) -> str:
     """A short name for a data spec, used to prefix its metrics: the file stem, or stdlib_test."""
     return Path(spec).stem if spec.endswith((".json", ".jsonl")) else spec.replace(":", "_")
@@ -339,7 +377,7 @@ def set_name(spec: str) -> str:
 
 def load_eval_set(spec: str) -> IRDataset:
     """An IR set from a path, or `stdlib[:split]` for the embedded default (split defaults to test)."""
-    if spec == DEFAULT_DATA or spec.startswith(DEFAULT_DATA + ":"):
+    if is_default_spec(spec):
         split = spec.partition(":")[2] or "test"
         if split not in SPLIT_SIZES:
             raise UserError(f"unknown split {split!r} of the default data; use one of {', '.join(SPLIT_SIZES)}")
@@ -359,6 +397,10 @@ def _main():
     def write_stdlib(out):
         """Write the embedded default data set as IR JSON files."""
         folder = Path(out)
+        existing = [name for name in SPLIT_SIZES if (folder / f"{name}.json").exists()]
+        if existing:
+            click.echo(f"error: --out {folder} already holds {existing[0]}.json; choose an empty folder", err=True)
+            raise SystemExit(2)
         folder.mkdir(parents=True, exist_ok=True)
         for split, ir in stdlib_dataset().items():
             (folder / f"{split}.json").write_text(json.dumps(ir.to_json(), indent=1, ensure_ascii=False), encoding="utf-8")

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from .errors import UserError
+
 
 @dataclass(frozen=True)
 class Context:
@@ -39,19 +41,36 @@ class Context:
 
 def setup(device: str | None = None) -> tuple[Context, str | None]:
     """Join torchrun's process group when launched by torchrun; returns the context and the device to use."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = _env_int("WORLD_SIZE", 1)
     if world <= 1:
         return Context(), device
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    rank, local_rank = _env_int("RANK", None), _env_int("LOCAL_RANK", 0)
+    if rank is None or not 0 <= rank < world or local_rank < 0:
+        raise UserError(f"torchrun environment incomplete: WORLD_SIZE={world} but RANK={os.environ.get('RANK')!r}; "
+                        "launch with torchrun, or unset WORLD_SIZE to train in one process")
     use_cuda = torch.cuda.is_available() and (device is None or str(device).startswith("cuda"))
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        try:
+            dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        except (ValueError, RuntimeError) as err:
+            raise UserError(f"torchrun environment incomplete ({str(err).splitlines()[0][:120]}); launch with "
+                            "torchrun, or unset WORLD_SIZE and RANK to train in one process") from None
     if use_cuda:
         torch.cuda.set_device(local_rank)
         device = f"cuda:{local_rank}"
     else:
         device = "cpu"
     return Context(rank, world, local_rank), device
+
+
+def _env_int(name: str, default: int | None) -> int | None:
+    text = os.environ.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"environment variable {name}={text!r} is not a whole number; fix or unset it") from None
 
 
 def teardown(context: Context) -> None:

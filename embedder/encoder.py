@@ -62,12 +62,30 @@ class EncoderConfig:
     def from_hf(cls, hf: dict) -> EncoderConfig | None:
         """The config for a Hugging Face config.json dict, or None when this module cannot run that model."""
         arch = hf.get("model_type")
+        if not isinstance(arch, str) or not isinstance(hf.get("hidden_act", "gelu"), str):
+            return None
         if arch not in SUPPORTED_ARCHITECTURES or hf.get("hidden_act", "gelu") not in _ACTIVATIONS:
             return None
         if arch == "bert" and hf.get("position_embedding_type", "absolute") != "absolute":
             return None
         if hf.get("is_decoder") or hf.get("add_cross_attention"):
             return None
+        sizes = {"vocab_size": (1, 10_000_000), "hidden_size": (1, 1 << 16), "num_hidden_layers": (1, 1024),
+                 "num_attention_heads": (1, 1024), "intermediate_size": (1, 1 << 18),
+                 "max_position_embeddings": (2, 1 << 20)}
+        for key, (low, high) in sizes.items():
+            value = hf.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{key} is {value!r}; a {arch} config needs an integer from {low} to {high}")
+        for key, low, high in (("layer_norm_eps", 0.0, 1.0), ("hidden_dropout_prob", 0.0, 1.0),
+                               ("attention_probs_dropout_prob", 0.0, 1.0)):
+            value = hf.get(key, 1e-12 if key == "layer_norm_eps" else 0.1)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < high:
+                raise ValueError(f"{key} is {value!r}; it must be a number in [{low}, {high})")
+        for key, default in (("type_vocab_size", 2), ("relative_attention_num_buckets", 32), ("pad_token_id", 0)):
+            value = hf.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1 << 16:
+                raise ValueError(f"{key} is {value!r}; it must be a small non-negative integer")
         return cls(
             architecture=arch,
             vocab_size=hf["vocab_size"],
@@ -89,6 +107,15 @@ class EncoderConfig:
     def __post_init__(self):
         if self.hidden_size % self.num_heads != 0:
             raise ValueError(f"hidden size {self.hidden_size} is not a multiple of the {self.num_heads} heads")
+        if self.architecture == "bert" and self.type_vocab_size < 1:
+            raise ValueError("type_vocab_size is 0; a bert config needs at least one token type")
+        if self.architecture == "mpnet" and self.relative_buckets < 2:
+            raise ValueError("relative_attention_num_buckets must be at least 2")
+
+    @property
+    def usable_positions(self) -> int:
+        """The longest sequence the position table serves: MPNet's positions start at pad_token_id + 1 = 2."""
+        return self.max_positions - (self.pad_token_id + 1 if self.architecture == "mpnet" else 0)
 
 
 def relative_position_buckets(length: int, num_buckets: int = 32, max_distance: int = 128, device=None):

@@ -1,9 +1,14 @@
-"""User-facing errors.
+"""User-facing errors, and how a command-line tool reports them.
 
 `UserError` is for mistakes a user can make and fix (a bad file, a missing column, an unknown model): its message
 is one line that names the file or flag and the fix. The command-line drivers print it alone and exit with code 2;
 internal invariants stay plain asserts and exceptions, because a traceback is the right report for a bug.
+`one_line_errors()` is that driver for tools whose outputs are written atomically at the end (evaluate.py,
+embedder.mine): a UserError exits 2, a failed write (a full disk) or an interrupt exits 1 or 130, one line each.
 """
+
+import contextlib
+import sys
 
 
 class UserError(Exception):
@@ -13,3 +18,20 @@ class UserError(Exception):
 
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).split()))  # always exactly one line
+
+
+@contextlib.contextmanager
+def one_line_errors():
+    """Report what stops a command as one line on stderr and exit: 2 for UserError, 1 for a failed write, 130 for
+    Ctrl-C. Only for commands that write nothing until their last atomic write, so "nothing was written" holds."""
+    try:
+        yield
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except OSError as err:  # the disk filled up or went away while writing: the atomic write left no half file
+        print(f"error: writing the results failed ({err.strerror or err}); nothing was written", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("stopped: interrupted; nothing was written", file=sys.stderr)
+        sys.exit(130)

@@ -17,14 +17,15 @@ that train.py reads, and prints score statistics so the choice of margin can be 
 from __future__ import annotations
 
 import json
+import math
+import os
 import statistics
-import sys
 from pathlib import Path
 
 import click
 import torch
 
-from .errors import UserError
+from .errors import UserError, one_line_errors
 from .st_format import write_file_atomically
 
 
@@ -114,16 +115,20 @@ def write_rows(path: Path, rows: list[tuple[str, ...]]) -> None:
 @click.option("--device", default=None)
 def main(model, data, out, num_negatives, range_min, range_max, margin, batch_size, device):
     """Mine hard negatives for training pairs."""
-    try:
+    with one_line_errors():
         import embedder
-        from embedder.data import load_eval_set
-        from embedder.st_format import check_writable
+        from embedder.data import is_default_spec, load_eval_set
+        from embedder.output_paths import check_output
         for flag, value in (("--num-negatives", num_negatives), ("--range-max", range_max), ("--batch-size", batch_size)):
             if value < 1:
                 raise UserError(f"{flag} {value}: must be at least 1")
         if range_min < 0:
             raise UserError(f"--range-min {range_min}: must be 0 or more")
-        check_writable(out, "--out", is_file=True)
+        if not math.isfinite(margin):
+            raise UserError(f"--margin {margin}: give a finite number (0.05 is usual)")
+        inputs = [] if is_default_spec(data) else [("--data", data)]
+        inputs += [("--model", model)] if os.path.exists(os.path.expanduser(model)) else []
+        check_output(out, "--out", inputs, is_file=True)
         ir = load_eval_set(data)
         rows, stats = mine(embedder.load(model, device=device), ir.queries, ir.corpus, ir.relevant, num_negatives,
                            range_min, range_max, margin, batch_size)
@@ -132,9 +137,6 @@ def main(model, data, out, num_negatives, range_min, range_max, margin, batch_si
         write_rows(Path(out), rows)
         click.echo(describe(stats))
         click.echo(f"wrote {len(rows)} rows to {out}")
-    except UserError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(err.exit_code)
 
 
 if __name__ == "__main__":

@@ -29,27 +29,47 @@ from .tokenizer import TOKENIZER_FILES, TextTokenizer
 
 
 def read_checkpoint(folder: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a checkpoint folder: safetensors first; a .bin only through torch.load(weights_only=True)."""
+    """Tensors of a checkpoint folder: safetensors first (shard names must stay inside the folder); a .bin only
+    through torch.load(weights_only=True)."""
     import pickle
 
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     single, index, pickled = folder / "model.safetensors", folder / "model.safetensors.index.json", folder / "pytorch_model.bin"
+    culprit = single if single.is_file() else index if index.is_file() else pickled
     try:
         if single.is_file():
             return load_file(str(single))
         if index.is_file():
-            shards = sorted(set(st_format.read_json(index)["weight_map"].values()))
-            return {k: v for shard in shards for k, v in load_file(str(folder / shard)).items()}
+            weight_map = st_format.read_json(index, dict).get("weight_map")
+            if not isinstance(weight_map, dict) or not weight_map:
+                raise UserError(f"{index} has no weight_map object; re-download or re-export the model")
+            shards = sorted({st_format.inside(folder, name, index) for name in weight_map.values()})
+            for shard in shards:
+                culprit = shard
+                if not shard.is_file():
+                    raise UserError(f"{index} names shard {shard.name}, which is missing; re-download the model")
+            return {k: v for shard in shards for k, v in load_file(str(shard)).items()}
         if pickled.is_file():
-            return torch.load(pickled, map_location="cpu", weights_only=True)
-    except (SafetensorError, OSError, RuntimeError, ValueError, KeyError, pickle.UnpicklingError, EOFError) as err:
-        culprit = single if single.is_file() else index if index.is_file() else pickled
-        raise UserError(f"{culprit} could not be read as weights ({str(err).splitlines()[0][:120]}); "
+            state = torch.load(pickled, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+                raise UserError(f"{pickled} holds no tensor dictionary; re-download or re-export the model")
+            return state
+    except (SafetensorError, OSError, RuntimeError, ValueError, KeyError, TypeError, AttributeError,
+            pickle.UnpicklingError, EOFError) as err:
+        raise UserError(f"{culprit} could not be read as weights ({str(err).splitlines()[0][:120] if str(err) else type(err).__name__}); "
                         "re-download or re-export the model") from None
     raise UserError(f"{folder} holds no weights (model.safetensors or pytorch_model.bin); "
                     "pass a complete model folder")
+
+
+def check_finite(backbone: nn.Module, folder: Path) -> None:
+    """UserError when a weight of the model is NaN or infinite (a damaged download or a diverged run)."""
+    for name, tensor in backbone.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise UserError(f"{folder}: weight {name} holds NaN or infinite values; the model is damaged, "
+                            "re-download or re-export it")
 
 
 class AutoBackbone(nn.Module):
@@ -73,6 +93,28 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def resolve_device(name: str | torch.device | None, flag: str = "--device") -> torch.device:
+    """The torch device for a user's device name (default: cuda when available); UserError for one that is not
+    there."""
+    if name is None or name == "":
+        return default_device()
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise UserError(f"{flag} {name!r} is not a device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"{flag} {name}: this machine has no usable CUDA GPU; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"{flag} {name}: there are only {torch.cuda.device_count()} CUDA devices")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise UserError(f"{flag} {name}: MPS is not available here; use --device cpu")
+    elif device.type != "cpu":
+        raise UserError(f"{flag} {name}: embedder runs on cpu, cuda or mps")
+    return device
+
+
 class Embedder(nn.Module):
     def __init__(self, tokenizer: TextTokenizer, backbone: nn.Module, pooling: Pooling, normalize: bool, *,
                  source_dir: Path, hf_config: dict, passthrough: dict | None = None, prompts: dict | None = None,
@@ -92,35 +134,59 @@ class Embedder(nn.Module):
     # ----- loading -------------------------------------------------------------------------------------------
     @classmethod
     def load(cls, name_or_path: str, device: str | torch.device | None = None) -> Embedder:
+        device = resolve_device(device)
         folder = bases.resolve(str(name_or_path))
         layout = st_format.read_layout(folder)
         config_file = layout.transformer_dir / "config.json"
         if not config_file.is_file():
             raise UserError(f"{layout.transformer_dir} has no config.json; pass a complete model folder")
-        hf_config = st_format.read_json(config_file)
-        encoder_config = EncoderConfig.from_hf(hf_config)
+        hf_config = st_format.read_json(config_file, dict)
+        try:
+            encoder_config = EncoderConfig.from_hf(hf_config)
+        except ValueError as err:
+            raise UserError(f"{config_file}: {err}; repair or re-export the model folder") from None
         if encoder_config is not None:
-            backbone = Encoder(encoder_config)
+            state = read_checkpoint(layout.transformer_dir)
+            with torch.device("meta"):  # shapes only: nothing is allocated until the checkpoint matches config.json
+                backbone = Encoder(encoder_config)
             try:
-                passthrough = weights.load_state_dict(backbone, read_checkpoint(layout.transformer_dir))
+                passthrough = weights.load_state_dict(backbone, state, assign=True)
             except ValueError as err:
                 raise UserError(f"{layout.transformer_dir}: {err}; the weights do not match config.json") from None
         else:
             read_checkpoint(layout.transformer_dir)  # the same clear error for missing/corrupt weights
-            backbone, passthrough = AutoBackbone(layout.transformer_dir), {}
+            try:
+                backbone, passthrough = AutoBackbone(layout.transformer_dir), {}
+            except Exception as err:  # transformers' loader: unknown architecture, malformed config, …
+                raise UserError(f"{config_file}: transformers cannot build this model "
+                                f"({str(err).splitlines()[0][:160] if str(err) else type(err).__name__}); "
+                                "pass a BERT/MPNet or other transformers model folder") from None
+        check_finite(backbone, layout.transformer_dir)
+        positions = encoder_config.usable_positions if encoder_config is not None else None
+        if layout.max_seq_length is not None and positions is not None and layout.max_seq_length > positions:
+            raise UserError(f"{layout.transformer_dir / 'sentence_bert_config.json'}: max_seq_length "
+                            f"{layout.max_seq_length} exceeds the model's {positions} positions; lower it")
         try:
             tokenizer = TextTokenizer(str(layout.transformer_dir), layout.max_seq_length, layout.do_lower_case,
-                                      hf_config.get("max_position_embeddings"))
-        except (OSError, ValueError) as err:
-            raise UserError(f"{layout.transformer_dir}: no usable tokenizer ({str(err).splitlines()[0][:120]}); "
-                            "the folder needs tokenizer.json") from None
+                                      positions)
+        except Exception as err:  # the tokenizers library raises plain Exception for a malformed tokenizer.json
+            raise UserError(f"{layout.transformer_dir}: no usable tokenizer ({str(err).splitlines()[0][:120] if str(err) else type(err).__name__}); "
+                            "the folder needs a valid tokenizer.json") from None
         pooling_config = dict(layout.pooling_config)
-        if not pooling_config.get("word_embedding_dimension") and not pooling_config.get("embedding_dimension"):
+        dimension = pooling_config.get("word_embedding_dimension", pooling_config.get("embedding_dimension"))
+        if dimension is None:
             pooling_config["word_embedding_dimension"] = backbone.hidden_size
-        model = cls(tokenizer, backbone, Pooling.from_config(pooling_config), layout.normalize,
+        elif isinstance(dimension, bool) or dimension != backbone.hidden_size:
+            raise UserError(f"pooling config of {folder}: word_embedding_dimension {dimension!r} differs from the "
+                            f"model's hidden size {backbone.hidden_size}; repair 1_Pooling/config.json")
+        try:
+            pooling = Pooling.from_config(pooling_config)
+        except (ValueError, TypeError) as err:
+            raise UserError(f"pooling config of {folder}: {err}; repair 1_Pooling/config.json") from None
+        model = cls(tokenizer, backbone, pooling, layout.normalize,
                     source_dir=layout.transformer_dir, hf_config=hf_config, passthrough=passthrough,
                     prompts=layout.prompts, default_prompt_name=layout.default_prompt_name, name=str(name_or_path))
-        return model.to(device or default_device()).eval()
+        return model.to(device).eval()
 
     # ----- forward -------------------------------------------------------------------------------------------
     @property
@@ -204,8 +270,9 @@ class Embedder(nn.Module):
             return weights.export_state_dict(self.backbone, self.passthrough)
         return self.backbone.export_state_dict()
 
-    def save(self, path: str | Path, model_card: str | None = None) -> None:
-        """Write a classic ST folder at `path`, atomically (see embedder.st_format)."""
+    def save(self, path: str | Path, model_card: str | None = None, extra_files: dict[str, str] | None = None) -> None:
+        """Write a classic ST folder at `path`, atomically (see embedder.st_format); extra_files: name -> text
+        written beside the model (a training log, the run's settings)."""
         import transformers
 
         from . import __version__
@@ -219,6 +286,8 @@ class Embedder(nn.Module):
                 normalize=self.normalize is not None, max_seq_length=self.max_seq_length,
                 do_lower_case=self.tokenizer.do_lower_case, prompts=self.prompts,
                 default_prompt_name=self.default_prompt_name, versions=versions, model_card=model_card)
+            for name, text in (extra_files or {}).items():
+                (folder / name).write_text(text, encoding="utf-8")
 
         st_format.write_atomically(Path(path), fill)
 

@@ -5,6 +5,10 @@ sentence_bert_config.json holds max_seq_length and do_lower_case; config_sentenc
 and the similarity function. A plain Hugging Face folder (config.json, no modules.json) becomes Transformer +
 mean Pooling, as ST builds it.
 
+Every file is read as untrusted: each JSON value must have its type, every path named in a file (module paths,
+tokenizer files) must stay inside the folder (`inside`), and a folder that asks for its own code (`auto_map`) is
+refused before transformers sees it (`refuse_custom_code`). Each failure is a UserError naming the file.
+
 Write: the classic layout that ST 3.x-6.x load — modules.json with the classic class names, the classic
 1_Pooling/config.json booleans, 2_Normalize/ — plus config.json, model.safetensors under Hugging Face names,
 and the tokenizer files. Everything goes into a temporary sibling folder that is fsynced and then renamed onto the
@@ -18,7 +22,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from .errors import UserError
 
@@ -37,56 +41,104 @@ class FolderLayout:
     similarity_fn_name: str | None = None
 
 
-def read_json(path: Path) -> dict | list:
+def read_json(path: Path, kind: type | tuple = (dict, list)) -> dict | list:
+    """A JSON file of a model folder, which must hold a value of `kind` (a UserError naming the file otherwise)."""
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            value = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise UserError(f"{path} is not readable JSON ({err}); repair or re-export the model folder") from None
+    if not isinstance(value, kind):
+        wanted = " or ".join(t.__name__ for t in (kind if isinstance(kind, tuple) else (kind,)))
+        raise UserError(f"{path} holds a JSON {type(value).__name__}, expected {wanted.replace('dict', 'object')}; "
+                        "repair or re-export the model folder")
+    return value
+
+
+def inside(folder: Path, relative, source: Path) -> Path:
+    """`folder / relative` for a path read from the model folder's file `source`, refused (UserError) unless it is
+    a relative path that stays inside `folder` (no absolute path, drive or '..' that climbs out)."""
+    if not isinstance(relative, str):
+        raise UserError(f"{source}: path {relative!r} is not a string; repair or re-export the model folder")
+    pure = PurePosixPath(relative.replace("\\", "/"))
+    normal = os.path.normpath(pure.as_posix()) if relative else "."
+    if pure.is_absolute() or PureWindowsPath(relative).drive or normal == ".." or normal.startswith("../") \
+            or "\0" in relative:
+        raise UserError(f"{source}: path {relative!r} points outside the model folder {folder}; "
+                        "a model folder may only refer to its own files")
+    return folder / normal if normal != "." else folder
+
+
+def refuse_custom_code(folder: Path) -> None:
+    """UserError when the folder's config or tokenizer config asks for its own Python code (`auto_map`): embedder
+    never runs code that comes with a model."""
+    for name in ("config.json", "tokenizer_config.json"):
+        path = folder / name
+        if path.is_file():
+            value = read_json(path, dict)
+            if value.get("auto_map") or value.get("trust_remote_code"):
+                raise UserError(f"{path} asks to run custom code shipped with the model (auto_map); embedder never "
+                                "runs code from model folders: use a model that needs no custom code")
+
+
+def check_tokenizer_paths(folder: Path) -> None:
+    """UserError when tokenizer_config.json names a file (vocab_file, tokenizer_file, …) outside `folder`:
+    transformers would read it from wherever it points."""
+    path = folder / "tokenizer_config.json"
+    if path.is_file():
+        for key, value in read_json(path, dict).items():
+            if key.endswith("_file") and value is not None:
+                inside(folder, value, path)
+
+
+def _typed(value, kind, source: Path, key: str):
+    if value is not None and not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+        raise UserError(f"{source}: {key} is {value!r}, expected {getattr(kind, '__name__', kind)}; "
+                        "repair or re-export the model folder")
+    return value
 
 
 def read_layout(folder: Path) -> FolderLayout:
+    """The module chain of an ST folder, every file checked: paths stay inside `folder`, values have their types."""
     modules_file = folder / "modules.json"
     if not modules_file.is_file():  # plain Hugging Face folder: ST adds mean pooling
+        refuse_custom_code(folder)
+        check_tokenizer_paths(folder)
         return FolderLayout(folder, {"pooling_mode": "mean", "word_embedding_dimension": None}, normalize=False)
-    modules = read_json(modules_file)
-    kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules] if isinstance(modules, list) else None
+    modules = read_json(modules_file, list)
+    if not all(isinstance(m, dict) for m in modules):
+        raise UserError(f"{modules_file} must list objects with type and path; repair or re-export the model folder")
+    kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
     if not kinds or kinds[0] != "Transformer" or any(k not in SUPPORTED_MODULES for k in kinds) \
-            or kinds.count("Pooling") != 1:
+            or kinds.count("Pooling") != 1 or kinds.count("Transformer") != 1:
         raise UserError(f"{modules_file} lists modules {kinds}; embedder runs Transformer -> Pooling "
                         f"[-> Normalize] chains only")
-    paths = {kind: folder / m.get("path", "") for kind, m in zip(kinds, modules)}
-    layout = FolderLayout(paths["Transformer"], read_json(paths["Pooling"] / "config.json"),
-                          normalize="Normalize" in kinds)
+    paths = {kind: inside(folder, m.get("path", ""), modules_file) for kind, m in zip(kinds, modules)}
+    refuse_custom_code(paths["Transformer"])
+    check_tokenizer_paths(paths["Transformer"])
+    pooling_file = paths["Pooling"] / "config.json"
+    if not pooling_file.is_file():
+        raise UserError(f"{pooling_file} is missing; the Pooling module of {modules_file} needs it")
+    layout = FolderLayout(paths["Transformer"], read_json(pooling_file, dict), normalize="Normalize" in kinds)
     sbert_file = paths["Transformer"] / "sentence_bert_config.json"
     if sbert_file.is_file():
-        sbert = read_json(sbert_file)
-        layout.max_seq_length = sbert.get("max_seq_length")
+        sbert = read_json(sbert_file, dict)
+        layout.max_seq_length = _typed(sbert.get("max_seq_length"), int, sbert_file, "max_seq_length")
+        if layout.max_seq_length is not None and layout.max_seq_length < 2:
+            raise UserError(f"{sbert_file}: max_seq_length {layout.max_seq_length} is too small; set it to 2 or more")
         layout.do_lower_case = bool(sbert.get("do_lower_case", False))
     st_config_file = folder / "config_sentence_transformers.json"
     if st_config_file.is_file():
-        st_config = read_json(st_config_file)
-        layout.prompts = dict(st_config.get("prompts") or {})
-        layout.default_prompt_name = st_config.get("default_prompt_name")
-        layout.similarity_fn_name = st_config.get("similarity_fn_name")
+        st_config = read_json(st_config_file, dict)
+        prompts = _typed(st_config.get("prompts"), dict, st_config_file, "prompts") or {}
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in prompts.items()):
+            raise UserError(f"{st_config_file}: prompts must map names to texts; repair or re-export the model folder")
+        layout.prompts = dict(prompts)
+        layout.default_prompt_name = _typed(st_config.get("default_prompt_name"), str, st_config_file,
+                                            "default_prompt_name")
+        layout.similarity_fn_name = _typed(st_config.get("similarity_fn_name"), str, st_config_file,
+                                           "similarity_fn_name")
     return layout
-
-
-def check_writable(path: str | Path, flag: str, is_file: bool = False) -> None:
-    """UserError unless `path` could be created: a file needs its folder to exist; a folder needs its nearest
-    existing ancestor to be a folder we can write in."""
-    path = Path(path).expanduser()
-    parent = path.resolve().parent
-    if is_file and not parent.is_dir():
-        raise UserError(f"{flag} {path}: folder {parent} does not exist; create it or choose another path")
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise UserError(f"{flag} {path}: {parent} is a file, not a folder; choose another path")
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".write-test-", dir=parent))
-    except OSError as err:
-        raise UserError(f"{flag} {path}: cannot write in {parent} ({err.strerror}); choose another path") from None
 
 
 def write_file_atomically(path: str | Path, text: str) -> None:

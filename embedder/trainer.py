@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import signal
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,57 +27,16 @@ from . import batching, checkpoints, distributed, gradcache, losses, optim
 from .errors import UserError
 from .evaluation import InformationRetrievalEvaluator
 from .pipeline import precision_context
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Every training setting; defaults are the seeds' (ST Trainer) values unless said otherwise."""
-    base: str = "all-mpnet-base-v2"
-    train: tuple[str, ...] = ("stdlib:train",)  # files, or the embedded default data
-    eval: tuple[str, ...] = ("stdlib:val",)
-    output: str = "output/all-mpnet-base-v2-finetuned"
-    epochs: int = 5  # seeds: num_train_epochs 5 (mpnet, bge) / 1-3 (MiniLM)
-    max_steps: int | None = None  # stops early when reached
-    batch_size: int = 20  # seeds: per_device_train_batch_size 20
-    lr: float = 5e-5  # seeds: learning_rate
-    warmup_ratio: float = 0.0
-    warmup_steps: int | None = None
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    seed: int = 42
-    scale: float = 20.0  # MNRL scale = 1 / temperature
-    matryoshka_dims: tuple[int, ...] | None = None  # None: plain MNRL
-    matryoshka_weights: tuple[float, ...] | None = None  # one per dim, same order; None: all 1 (ST's default)
-    precision: str = "auto"  # auto: bf16 (or fp16) autocast on CUDA, fp32 on CPU
-    max_seq_length: int | None = None  # None: the model's own
-    eval_steps: int | None = 50  # plus every epoch end
-    save_steps: int | None = None
-    save_total_limit: int | None = None
-    logging_steps: int = 10
-    sampler: str = "no_duplicates"  # or "random" (ST's default); see README for the measurement
-    mask_duplicates: bool = False  # also drop in-batch false negatives inside the loss
-    query_prompt: str = ""
-    passage_prompt: str = ""
-    select_metric: str | None = None  # default: cosine_map@100 of the first eval set
-    keep_best: bool = True
-    resume: bool = False
-    overwrite: bool = False
-    max_bad_steps: int = 5
-    eval_batch_size: int = 32
-    device: str | None = None
-    mini_batch_size: int | None = None  # GradCache: activation memory of this many texts per forward
-    gather_across_devices: bool = True  # under torchrun: every device's positives are negatives for all
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        out = Path(self.output)
-        return out.parent / f"{out.name}.checkpoints"
-
+from .stop_signals import StopSignals
+from .train_config import PRECISIONS, TrainConfig
 
 class TrainingStopped(Exception):
-    """The run stopped (non-finite losses, interrupt); the message is one line for the user."""
+    """The run stopped (non-finite losses, an interrupt, a failed write); the message is one line for the user.
+    exit_code: 1, or 128 + the signal number when a signal stopped it before anything was trained."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(" ".join(str(message).split()))
+        self.exit_code = exit_code
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -91,6 +49,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return precision
+
+
+MAX_PLANNED_ROWS = 50_000_000  # epochs x pairs without --max-steps; past it planning alone takes minutes
 
 
 class ColumnEncoder(torch.nn.Module):
@@ -164,6 +125,8 @@ class RunState:
     best_metric: float | None = None
     best_step: int | None = None
     bad_steps: int = 0
+    finite_steps: int = 0  # steps whose loss was finite (a run with none has trained nothing)
+    base: str = ""  # the base model the run started from; --resume refuses another
     scaler: dict = field(default_factory=dict)
 
 
@@ -193,13 +156,20 @@ class Trainer:
             self.ddp = DistributedDataParallel(self.encoder, device_ids=[self.device.index] if self.device.type == "cuda"
                                                else None)
         self.global_batch = config.batch_size * context.world_size
-        self.plan = [batching.epoch_batches(train_sets, self.global_batch, config.sampler, config.seed, e)
-                     for e in range(config.epochs)]
+        rows = sum(len(ds) for ds in train_sets)
+        if not config.max_steps and config.epochs * rows > MAX_PLANNED_ROWS:
+            raise UserError(f"--epochs {config.epochs} over {rows} pairs is {config.epochs * rows:,} rows to plan and "
+                            "train; give --max-steps, or fewer epochs")
+        self.plan = []  # epochs are planned until --max-steps is reached, so --epochs may be large with --max-steps
+        for epoch in range(config.epochs):
+            self.plan.append(batching.epoch_batches(train_sets, self.global_batch, config.sampler, config.seed, epoch))
+            if config.max_steps and sum(len(p) for p in self.plan) >= config.max_steps:
+                break
         self.total_steps = sum(len(p) for p in self.plan)
         if config.max_steps:
             self.total_steps = min(self.total_steps, config.max_steps)
         self.warmup = optim.warmup_steps(self.total_steps, config.warmup_ratio, config.warmup_steps)
-        self.state = RunState()
+        self.state = RunState(base=config.base)
         self.best_weights = None
         self.log_rows: list[dict] = []
 
@@ -256,18 +226,38 @@ class Trainer:
         distributed.barrier(self.context)
         return folder
 
-    def resume(self) -> bool:
+    def save_final_checkpoint(self) -> Path:
+        """The end of training, written before anything else can go wrong: a checkpoint of this step (unless one
+        exists) and the best weights so far, so `--resume` can finish the run from here."""
+        folder = self.config.checkpoint_dir / f"step-{self.state.step}"
+        if self.context.is_main and self.config.keep_best and self.best_weights is not None:
+            checkpoints.save_weights(self.config.checkpoint_dir / "best", self.best_weights,
+                                     {"step": self.state.best_step, "metric": self.state.best_metric})
+        if not (folder / "trainer_state.json").is_file():
+            folder = self.save_checkpoint()
+        distributed.barrier(self.context)
+        return folder
+
+    def resume(self, base: str) -> bool:
+        """Continue from the newest checkpoint; UserError when it is damaged or comes from another base model."""
         found = checkpoints.list_checkpoints(self.config.checkpoint_dir)
         if not found:
             return False
         step, folder = found[-1]
         saved = checkpoints.load_checkpoint(folder, self.model, self.optimizer, self.context.rank)
-        self.state = RunState(**saved)
+        try:
+            self.state = RunState(**saved)
+        except TypeError:
+            raise UserError(f"{folder / 'trainer_state.json'} does not describe a run of this version; "
+                            "start without --resume (or use --overwrite)") from None
+        if self.state.base and self.state.base != base:
+            raise UserError(f"--resume: {folder} continues a run from base {self.state.base!r}, not {base!r}; "
+                            "give the same --base, or start over with --overwrite")
         if self.state.scaler and self.scaler.is_enabled():
             self.scaler.load_state_dict(self.state.scaler)
         best = self.config.checkpoint_dir / "best"
         if self.config.keep_best and (best / "model.safetensors").is_file():
-            self.best_weights, _ = checkpoints.load_weights(best)
+            self.best_weights = checkpoints.load_weights(best, self.model)
         if self.log_path.is_file() and self.context.is_main:  # drop log rows written after this checkpoint
             rows = [json.loads(line) for line in self.log_path.read_text(encoding="utf-8").splitlines() if line]
             self.log_rows = [r for r in rows if r.get("step", 0) <= step]
@@ -317,6 +307,7 @@ class Trainer:
                                       f"{where}; lower --lr or use --precision fp32")
             return float("nan"), lr
         state.bad_steps = 0
+        state.finite_steps += 1
         self.scaler.unscale_(self.optimizer)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.max_grad_norm)
         self.scaler.step(self.optimizer)
@@ -324,14 +315,15 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return loss.item(), lr
 
-    def run(self, progress=None, step_hook=None) -> None:
+    def run(self, progress=None, step_hook=None, stop: StopSignals | None = None) -> None:
+        """Train to the end (or --max-steps). A stop signal (see stop_signals) is acted on at a step boundary:
+        a checkpoint is saved and TrainingStopped raised."""
         config, state = self.config, self.state
+        stop = stop or StopSignals()
         self.model.train()
         pad_id = self.model.tokenizer.pad_token_id
-        interrupted = []
-        previous_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
         running, count = 0.0, 0
-        try:
+        with stop.deferred():
             while state.epoch < config.epochs and state.step < self.total_steps:
                 plan = self.plan[state.epoch]
                 while state.batch_in_epoch < len(plan) and state.step < self.total_steps:
@@ -360,14 +352,12 @@ class Trainer:
                         state.epoch, state.batch_in_epoch = state.epoch + 1, 0
                     if config.save_steps and state.step % config.save_steps == 0 and not state.bad_steps:
                         self.save_checkpoint()  # never right after a skipped (non-finite) step
-                    if distributed.broadcast_flag(bool(interrupted), self.context):
+                    if distributed.broadcast_flag(bool(stop.requested), self.context):
                         folder = self.save_checkpoint()
-                        raise TrainingStopped(f"interrupted at step {state.step}: checkpoint saved to {folder}; "
-                                              "continue with --resume")
+                        raise TrainingStopped(f"interrupted at step {state.step} ({stop.requested or 'on rank 0'}): "
+                                              f"checkpoint saved to {folder}; continue with --resume")
                     if at_epoch_end:
                         break
-        finally:
-            signal.signal(signal.SIGINT, previous_handler)
         if count:
             self.log({"step": state.step, "epoch": self.epoch_fraction(), "loss": running / count})
         self.model.eval()

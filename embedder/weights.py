@@ -82,9 +82,10 @@ def _strip_prefix(state: dict[str, torch.Tensor], architecture: str) -> dict[str
     return state
 
 
-def load_state_dict(encoder: Encoder, hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def load_state_dict(encoder: Encoder, hf_state: dict[str, torch.Tensor], assign: bool = False) -> dict[str, torch.Tensor]:
     """Copy the checkpoint into `encoder` (as float32); returns the pass-through tensors. Raises ValueError on a
-    missing tensor or a shape mismatch."""
+    missing tensor or a shape mismatch. assign=True hands the (float32) tensors to the module instead of copying,
+    for an encoder built on the meta device."""
     cfg = encoder.config
     hf_state = _strip_prefix(hf_state, cfg.architecture)
     table = _expand(cfg.architecture, cfg.num_layers)
@@ -106,8 +107,10 @@ def load_state_dict(encoder: Encoder, hf_state: dict[str, torch.Tensor]) -> dict
         if tensor.shape != params[ours].shape:
             raise ValueError(f"checkpoint tensor for {ours} has shape {tuple(tensor.shape)}, "
                              f"expected {tuple(params[ours].shape)}")
+        if not tensor.is_floating_point():
+            raise ValueError(f"checkpoint tensor for {ours} has dtype {tensor.dtype}, expected floating point")
         new_state[ours] = tensor.float()  # fp32 master weights whatever the stored dtype
-    encoder.load_state_dict(new_state, strict=True)
+    encoder.load_state_dict(new_state, strict=True, assign=assign)
     return passthrough
 
 

@@ -109,7 +109,68 @@ def test_train_py_bad_inputs(tmp_path, minilm_folder):
                                        ("--eval", "none"), ("--max-steps", "1")], tmp_path)
 
 
-def test_evaluate_py_bad_inputs(tmp_path, minilm_folder, aipolicy_dir):
+def test_evaluate_py_bad_inputs(tmp_path, minilm_folder, ir_data_dir):
     _, eval_cases = _cases(tmp_path, minilm_folder)
-    _run_all("evaluate.py", eval_cases, [("--model", "all-MiniLM-L6-v2"), ("--data", str(aipolicy_dir / "val.json"))],
+    _run_all("evaluate.py", eval_cases, [("--model", "all-MiniLM-L6-v2"), ("--data", str(ir_data_dir / "val.json"))],
              tmp_path)
+
+
+def test_impossible_flags_and_endless_inputs(tmp_path, tiny_bert_folder):
+    """Flags that parse but cannot work, a half-set torchrun environment, inputs that never end, and files that
+    used to be read silently wrong: one line each, exit 2, nothing written (tests/battery.py)."""
+    import os
+
+    import torch
+    from battery import run_cases
+
+    work = tmp_path / "work"
+    work.mkdir()
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"anchor": f"q {i}", "positive": f"p {i}"}) + "\n" for i in range(32)))
+    ir = tmp_path / "ir.json"
+    ir.write_text(json.dumps(GOOD_IR))
+    fifo = tmp_path / "fifo.jsonl"
+    os.mkfifo(fifo)
+    unclosed = tmp_path / "unclosed.csv"
+    unclosed.write_text("anchor,positive\n" + "".join(f"q{i},p{i}\n" for i in range(10)) + 'q10,"p10 never closed\n'
+                        + "".join(f"q{i},p{i}\n" for i in range(11, 40)))
+    empty_pos = tmp_path / "flag.jsonl"
+    empty_pos.write_text("".join(json.dumps({"query": f"q{i}", "pos": [f"p{i}"] if i != 5 else [], "neg": []}) + "\n"
+                                 for i in range(32)))
+    ir_list = tmp_path / "list.json"
+    ir_list.write_text(json.dumps([{"anchor": "q", "positive": "p"}]))
+    pairs_csv = tmp_path / "pairs.csv"
+    pairs_csv.write_text("anchor,positive\nq,p\n")
+
+    train = ["train.py", "--base", str(tiny_bert_folder), "--train", str(pairs), "--eval", "none", "--max-steps", "1",
+             "--batch-size", "8", "--output", str(work / "out")]
+    evaluate = ["evaluate.py", "--model", str(tiny_bert_folder)]
+    flags = [("--lr", "inf"), ("--lr", "nan"), ("--lr", "-1"), ("--scale", "inf"), ("--scale", "0"),
+             ("--weight-decay", "-1"), ("--weight-decay", "nan"), ("--max-grad-norm", "inf"), ("--warmup-ratio", "nan"),
+             ("--save-total-limit", "-1"), ("--save-total-limit", "0"), ("--seed", str(2**64)), ("--seed", "-1"),
+             ("--eval-steps", "0"), ("--matryoshka-weights", "nan,1,1,1"), ("--mini-batch-size", "0")]
+    cases = [(f"{flag} {value}", [*train, flag, value], flag) for flag, value in flags]
+    cases += [
+        ("--epochs past planning without --max-steps", [a for a in train if a not in ("--max-steps", "1")]
+         + ["--epochs", str(10**9)], "--epochs"),
+        ("--max-seq-length past positions", [*train, "--max-seq-length", "100000"], "--max-seq-length 100000"),
+        ("--device that does not exist", [*train, "--device", "tpu:9"], "--device"),
+        ("--device nonsense", [*train, "--device", "fast"], "--device"),
+        ("evaluate --device nonsense", [*evaluate, "--data", str(ir), "--device", "fast"], "--device"),
+        ("WORLD_SIZE without RANK", train, "torchrun environment", {"env": {"WORLD_SIZE": "2"}}),
+        ("WORLD_SIZE not a number", train, "WORLD_SIZE", {"env": {"WORLD_SIZE": "two"}}),
+        ("--train /dev/zero", [*train, "--train", "/dev/zero"], "not a regular file"),
+        ("--train a FIFO", [*train, "--train", str(fifo)], "not a regular file"),
+        ("evaluate --data /dev/zero", [*evaluate, "--data", "/dev/zero"], "not a regular file"),
+        ("--train CSV with an unclosed quote", [*train, "--train", str(unclosed)], "line 12"),
+        ("--train FlagEmbedding record with empty pos", [*train, "--train", str(empty_pos)], "record 6 has an empty 'pos'"),
+        ("evaluate --data a JSON list", [*evaluate, "--data", str(ir_list)], "needs an IR set"),
+        ("evaluate --data a CSV", [*evaluate, "--data", str(pairs_csv)], "needs an IR set"),
+        ("train --eval pairs", [a if a != "none" else str(pairs) for a in train], "needs an IR set"),
+        ("--select-metric without --eval", [*train, "--select-metric", "cosine_map@100"], "no evaluation data"),
+        ("mine --margin nan", ["-m", "embedder.mine", "--model", str(tiny_bert_folder), "--data", str(ir), "--out",
+                               str(work / "mined.jsonl"), "--margin", "nan"], "--margin"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append(("--device cuda without a GPU", [*train, "--device", "cuda"], "no usable CUDA GPU"))
+    run_cases(cases, work)

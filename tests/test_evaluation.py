@@ -23,8 +23,8 @@ def test_thirty_metric_names_in_seed_order():
 
 
 @pytest.mark.parametrize("dim", [None, 128])
-def test_matches_st_evaluator_on_aipolicy(aipolicy_dir, minilm_folder, dim):
-    data = json.loads((aipolicy_dir / "test.json").read_text())
+def test_matches_st_evaluator_on_aipolicy(ir_data_dir, minilm_folder, dim):
+    data = json.loads((ir_data_dir / "test.json").read_text())
     relevant = {q: set(v) for q, v in data["relevant_contexts"].items()}
     st_model = SentenceTransformer(str(minilm_folder), device="cpu")
     expected = STEvaluator(data["questions"], data["corpus"], relevant, truncate_dim=dim,
@@ -76,8 +76,8 @@ def test_metrics_by_hand():
     assert m["dot_map@100"] == m["cosine_map@100"]
 
 
-def test_truncation_prefixes_and_chunking_do_not_change_results(aipolicy_dir, minilm_folder):
-    data = json.loads((aipolicy_dir / "val.json").read_text())
+def test_truncation_prefixes_and_chunking_do_not_change_results(ir_data_dir, minilm_folder):
+    data = json.loads((ir_data_dir / "val.json").read_text())
     model = embedder.load(str(minilm_folder), device="cpu")
     one = InformationRetrievalEvaluator(data["questions"], data["corpus"], data["relevant_contexts"], dims=(None, 64))
     many = InformationRetrievalEvaluator(data["questions"], data["corpus"], data["relevant_contexts"], dims=(None, 64),

@@ -14,8 +14,8 @@ from embedder.data import load_training_file
 from embedder.mine import mine
 
 
-def _subset(aipolicy_dir, n=30):
-    data = json.loads((aipolicy_dir / "val.json").read_text())
+def _subset(ir_data_dir, n=30):
+    data = json.loads((ir_data_dir / "val.json").read_text())
     keep = list(data["questions"])[:n]
     relevant = {q: data["relevant_contexts"][q] for q in keep}
     corpus = dict(data["corpus"])
@@ -24,8 +24,8 @@ def _subset(aipolicy_dir, n=30):
     return {q: data["questions"][q] for q in keep}, corpus, relevant
 
 
-def test_mined_negatives_respect_every_rule(aipolicy_dir, minilm_folder):
-    queries, corpus, relevant = _subset(aipolicy_dir)
+def test_mined_negatives_respect_every_rule(ir_data_dir, minilm_folder):
+    queries, corpus, relevant = _subset(ir_data_dir)
     model = embedder.load(str(minilm_folder), device="cpu")
     rows, stats = mine(model, queries, corpus, relevant, num_negatives=2, range_min=1, margin=0.05)
     assert rows and stats["rows"] == len(rows) and stats["skipped_same_text"] >= 1
@@ -44,10 +44,10 @@ def test_mined_negatives_respect_every_rule(aipolicy_dir, minilm_folder):
             assert float(q @ by_text[negative]) <= float(q @ by_text[positive]) - 0.05 + 1e-6
 
 
-def test_cli_writes_trainable_rows(aipolicy_dir, tmp_path):
+def test_cli_writes_trainable_rows(ir_data_dir, tmp_path):
     out = tmp_path / "mined.jsonl"
     result = subprocess.run([sys.executable, "-m", "embedder.mine", "--model", "all-MiniLM-L6-v2", "--data",
-                             str(aipolicy_dir / "val.json"), "--out", str(out), "--num-negatives", "1",
+                             str(ir_data_dir / "val.json"), "--out", str(out), "--num-negatives", "1",
                              "--range-min", "1", "--margin", "0.02"], capture_output=True, text=True, cwd=REPO,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-1500:]

@@ -28,9 +28,9 @@ def run_train(*args, cwd=None, wait=True):
 
 
 @pytest.fixture(scope="module")
-def small_ir(tmp_path_factory, aipolicy_dir):
+def small_ir(tmp_path_factory, ir_data_dir):
     """aipolicy val cut to 40 questions: a fast evaluation set."""
-    data = json.loads((aipolicy_dir / "val.json").read_text())
+    data = json.loads((ir_data_dir / "val.json").read_text())
     keep = list(data["questions"])[:40]
     relevant = {q: data["relevant_contexts"][q] for q in keep}
     corpus_ids = {p for q in keep for p in relevant[q]}
@@ -41,9 +41,9 @@ def small_ir(tmp_path_factory, aipolicy_dir):
     return path
 
 
-def test_train_then_load_in_st(aipolicy_dir, small_ir, tmp_path):
+def test_train_then_load_in_st(ir_data_dir, small_ir, tmp_path):
     out = tmp_path / "model"
-    result = run_train("--train", str(aipolicy_dir / "train.json"), "--eval", str(small_ir), "--max-steps", "3",
+    result = run_train("--train", str(ir_data_dir / "train.json"), "--eval", str(small_ir), "--max-steps", "3",
                        "--batch-size", "8", "--matryoshka-dims", "384,128", "--query-prompt", "query: ",
                        "--output", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
@@ -85,8 +85,8 @@ def test_refuses_to_replace_a_model_without_overwrite(tmp_path, minilm_folder):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == before
 
 
-def test_killed_run_resumes_to_the_same_weights(aipolicy_dir, tmp_path):
-    common = ["--train", str(aipolicy_dir / "train.json"), "--eval", "none", "--batch-size", "8", "--max-steps", "8",
+def test_killed_run_resumes_to_the_same_weights(ir_data_dir, tmp_path):
+    common = ["--train", str(ir_data_dir / "train.json"), "--eval", "none", "--batch-size", "8", "--max-steps", "8",
               "--save-steps", "2", "--matryoshka-dims", "none", "--keep-last"]
     straight = run_train(*common, "--output", str(tmp_path / "straight"))
     assert straight.returncode == 0, straight.stderr[-1500:]

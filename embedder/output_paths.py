@@ -1,0 +1,115 @@
+"""Where results go: every output location is checked before any work starts, so a run never fails at its end for
+a reason it could have known at its start, and never destroys what it reads.
+
+`check_output(path, flag, inputs, …)` refuses, with a UserError naming the flag and the fix:
+- a path that names nothing (`''`, `.`, `..`) or that the OS will not create (a name too long, a forbidden
+  character): the exact names the run will create beside the output — the output itself, its staging sibling
+  `.NAME.tmp-XXXXXXXX`, and any extra sibling such as `NAME.checkpoints` — are created and removed again, with any
+  missing parent folders, so the file system itself answers;
+- a location that cannot be written (the nearest existing folder is a file, or not writable; a file's folder
+  must exist);
+- an output that is one of the run's inputs (or another output), contains one, or would replace a file inside an
+  input folder (a data file, the base model folder), compared by resolved path (symlinks followed) and, for an
+  existing file, by (device, inode), so a hard link is the same file.
+`check_free_space(path, needed, flag)` refuses a file system whose free space is below `needed` bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import UserError
+
+
+def _existing_ancestor(path: Path) -> Path:
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    return parent
+
+
+def _probe_names(path: Path, names: list[str], flag: str, shown: Path) -> None:
+    """Create (and remove) the folders along `path`'s parent and each sibling name: the OS rejects what it would
+    reject at the end of the run."""
+    created: list[Path] = []
+    try:
+        for missing in reversed([p for p in [path.parent, *path.parent.parents] if not p.exists()]):
+            os.mkdir(missing)
+            created.append(missing)
+        for name in names:
+            probe = path.parent / name
+            if probe.exists():
+                continue
+            os.mkdir(probe)
+            created.append(probe)
+    except OSError as err:
+        raise UserError(f"{flag} {shown}: the file system refuses this path ({err.strerror}); "
+                        "choose a shorter or plainer name") from None
+    finally:
+        for folder in reversed(created):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass
+
+
+def _refuse_inputs(path: Path, flag: str, inputs: list[tuple[str, str | Path]], shown: Path) -> None:
+    resolved = path.resolve()
+    for input_flag, input_path in inputs:
+        source = Path(input_path).expanduser()
+        source_resolved = source.resolve()
+        same = source_resolved == resolved or resolved in source_resolved.parents  # is it, or holds it
+        if not same and path.exists() and source_resolved in resolved.parents:
+            same = True  # would replace a file inside an input folder (a model's config.json)
+        if not same and path.is_file() and source.is_file():
+            same = os.path.samefile(path, source)  # a hard link is the same file
+        if same:
+            raise UserError(f"{flag} {shown} would overwrite {input_flag} {input_path}, an input of this run; "
+                            f"choose another {flag}")
+
+
+def check_output(path: str | Path, flag: str, inputs: list[tuple[str, str | Path]] = (), *, is_file: bool = False,
+                 siblings: tuple[str, ...] = ()) -> None:
+    """UserError unless `path` can be written at the end of the run without harming an input (module docstring).
+    siblings: extra names the run creates beside `path`, with {name} standing for its name."""
+    try:
+        _check_output(path, flag, inputs, is_file, siblings)
+    except (OSError, RuntimeError) as err:  # even looking at the path fails: a name too long, a symlink loop…
+        raise UserError(f"{flag} {path}: the file system refuses this path ({getattr(err, 'strerror', None) or err}); "
+                        "choose a shorter or plainer name") from None
+
+
+def _check_output(path, flag, inputs, is_file, siblings) -> None:
+    shown = Path(path)
+    path = Path(path).expanduser()
+    name = path.name
+    if name in ("", ".", "..") or str(path).endswith(("/.", "/..")):
+        raise UserError(f"{flag} {shown!s}: give a path that ends in a {'file' if is_file else 'folder'} name")
+    if path.exists() and path.is_dir() == is_file:
+        raise UserError(f"{flag} {shown} is a {'folder' if path.is_dir() else 'file'}; give a "
+                        f"{'file' if is_file else 'folder'} path")
+    if is_file and not path.parent.is_dir():
+        raise UserError(f"{flag} {shown}: folder {path.parent} does not exist; create it or choose another path")
+    ancestor = _existing_ancestor(path)
+    if not ancestor.is_dir():
+        raise UserError(f"{flag} {shown}: {ancestor} is a file, not a folder; choose another path")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".write-test-", dir=ancestor))
+    except OSError as err:
+        raise UserError(f"{flag} {shown}: cannot write in {ancestor} ({err.strerror}); choose another path") from None
+    _refuse_inputs(path, flag, list(inputs), shown)
+    _probe_names(path, [name, f".{name}.tmp-{'x' * 8}", *(s.format(name=name) for s in siblings)], flag, shown)
+
+
+def check_free_space(path: str | Path, needed: int, flag: str) -> None:
+    """UserError when the file system that will hold `path` has fewer than `needed` bytes free."""
+    free = shutil.disk_usage(_existing_ancestor(Path(path).expanduser().absolute() / "x")).free
+    if free < needed:
+        raise UserError(f"{flag} {path}: {free / 2**20:,.0f} MiB free on its disk, this run writes up to "
+                        f"{needed / 2**20:,.0f} MiB (model, checkpoints); free some space or choose another place")
+
+
+__all__ = ["check_free_space", "check_output"]

@@ -1,0 +1,128 @@
+"""Every training setting in one frozen dataclass, checked once when it is made.
+
+`TrainConfig` holds the seeds' (ST Trainer) defaults; `validate_config` runs in `__post_init__`, so no config with
+an impossible value (a non-finite or negative number, a seed past 63 bits, an unknown precision, a metric to
+select with nothing to evaluate) can exist: the first bad field is a UserError naming its command-line flag.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every training setting; defaults are the seeds' (ST Trainer) values unless said otherwise."""
+    base: str = "all-mpnet-base-v2"
+    train: tuple[str, ...] = ("stdlib:train",)  # files, or the embedded default data
+    eval: tuple[str, ...] = ("stdlib:val",)
+    output: str = "output/all-mpnet-base-v2-finetuned"
+    epochs: int = 5  # seeds: num_train_epochs 5 (mpnet, bge) / 1-3 (MiniLM)
+    max_steps: int | None = None  # stops early when reached
+    batch_size: int = 20  # seeds: per_device_train_batch_size 20
+    lr: float = 5e-5  # seeds: learning_rate
+    warmup_ratio: float = 0.0
+    warmup_steps: int | None = None
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    scale: float = 20.0  # MNRL scale = 1 / temperature
+    matryoshka_dims: tuple[int, ...] | None = None  # None: plain MNRL
+    matryoshka_weights: tuple[float, ...] | None = None  # one per dim, same order; None: all 1 (ST's default)
+    precision: str = "auto"  # auto: bf16 (or fp16) autocast on CUDA, fp32 on CPU
+    max_seq_length: int | None = None  # None: the model's own
+    eval_steps: int | None = 50  # plus every epoch end
+    save_steps: int | None = None
+    save_total_limit: int | None = None
+    logging_steps: int = 10
+    sampler: str = "no_duplicates"  # or "random" (ST's default); see README for the measurement
+    mask_duplicates: bool = False  # also drop in-batch false negatives inside the loss
+    query_prompt: str = ""
+    passage_prompt: str = ""
+    select_metric: str | None = None  # default: cosine_map@100 of the first eval set
+    keep_best: bool = True
+    resume: bool = False
+    overwrite: bool = False
+    max_bad_steps: int = 5
+    eval_batch_size: int = 32
+    device: str | None = None
+    mini_batch_size: int | None = None  # GradCache: activation memory of this many texts per forward
+    gather_across_devices: bool = True  # under torchrun: every device's positives are negatives for all
+
+    def __post_init__(self):
+        validate_config(self)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        out = Path(self.output)
+        return out.parent / f"{out.name}.checkpoints"
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# (field, flag, test, what a good value is): every setting is checked here once, when the config is made
+_RULES = (
+    ("batch_size", "--batch-size", lambda v: _is_int(v) and v >= 1, "a whole number of at least 1"),
+    ("epochs", "--epochs", lambda v: _is_int(v) and v >= 1, "a whole number of at least 1"),
+    ("max_steps", "--max-steps", lambda v: v is None or _is_int(v) and v >= 1, "a whole number of at least 1"),
+    ("lr", "--lr", lambda v: _is_number(v) and v > 0, "a finite number above 0"),
+    ("warmup_ratio", "--warmup-ratio", lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    ("warmup_steps", "--warmup-steps", lambda v: v is None or _is_int(v) and v >= 0, "a whole number, 0 or more"),
+    ("weight_decay", "--weight-decay", lambda v: _is_number(v) and v >= 0, "a finite number, 0 or more"),
+    ("max_grad_norm", "--max-grad-norm", lambda v: _is_number(v) and v > 0, "a finite number above 0"),
+    ("seed", "--seed", lambda v: _is_int(v) and 0 <= v < 2**63, "a whole number from 0 to 2**63 - 1"),
+    ("scale", "--scale", lambda v: _is_number(v) and 0 < v <= 1e4, "a finite number above 0 (20 is usual)"),
+    ("matryoshka_weights", "--matryoshka-weights",
+     lambda v: v is None or len(v) > 0 and all(_is_number(w) and w > 0 for w in v), "finite numbers above 0"),
+    ("matryoshka_dims", "--matryoshka-dims",
+     lambda v: v is None or v == "auto" or len(v) > 0 and all(_is_int(d) and d >= 1 for d in v),
+     "a comma list of whole numbers, auto or none"),
+    ("precision", "--precision", lambda v: v in PRECISIONS, "one of " + ", ".join(PRECISIONS)),
+    ("max_seq_length", "--max-seq-length", lambda v: v is None or _is_int(v) and v >= 2, "a whole number of at least 2"),
+    ("eval_steps", "--eval-steps", lambda v: v is None or _is_int(v) and v >= 1, "a whole number of at least 1"),
+    ("save_steps", "--save-steps", lambda v: v is None or _is_int(v) and v >= 1, "a whole number of at least 1"),
+    ("save_total_limit", "--save-total-limit", lambda v: v is None or _is_int(v) and v >= 1,
+     "a whole number of at least 1"),
+    ("logging_steps", "logging_steps", lambda v: _is_int(v) and v >= 1, "a whole number of at least 1"),
+    ("sampler", "--no-duplicates/--allow-duplicates", lambda v: v in ("no_duplicates", "random"),
+     "no_duplicates or random"),
+    ("max_bad_steps", "max_bad_steps", lambda v: _is_int(v) and v >= 1, "a whole number of at least 1"),
+    ("eval_batch_size", "eval_batch_size", lambda v: _is_int(v) and v >= 1, "a whole number of at least 1"),
+    ("mini_batch_size", "--mini-batch-size", lambda v: v is None or _is_int(v) and v >= 1,
+     "a whole number of at least 1"),
+    ("train", "--train", lambda v: isinstance(v, tuple) and len(v) > 0 and all(isinstance(t, str) and t for t in v),
+     "one or more data files"),
+    ("eval", "--eval", lambda v: isinstance(v, tuple) and all(isinstance(t, str) and t for t in v),
+     "data files, or none"),
+    ("output", "--output", lambda v: isinstance(v, str) and v != "", "a folder path"),
+)
+
+
+def validate_config(config: TrainConfig) -> None:
+    """UserError naming the flag for the first setting that is out of range, or settings that contradict."""
+    for name, flag, ok, good in _RULES:
+        value = getattr(config, name)
+        try:
+            passed = bool(ok(value))
+        except TypeError:
+            passed = False
+        if not passed:
+            raise UserError(f"{flag} {value!r}: out of range, give {good}; see python train.py --help")
+    if config.select_metric and not config.eval:
+        raise UserError(f"--select-metric {config.select_metric}: there is no evaluation data to select from "
+                        "(--eval none); give --eval files or drop --select-metric")
+
+
+__all__ = ["PRECISIONS", "TrainConfig", "validate_config"]
