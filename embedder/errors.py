@@ -20,6 +20,32 @@ class UserError(Exception):
         super().__init__(" ".join(str(message).split()))  # always exactly one line
 
 
+class UserErrors(UserError):
+    """Several independent mistakes found in one pass over the inputs; `lines` holds one line for each."""
+
+    def __init__(self, errors: list[UserError]):
+        self.lines = [str(e) for e in errors]
+        Exception.__init__(self, "\n".join(self.lines))
+
+
+def collect_errors(*checks) -> list:
+    """Run every check (a callable); return their results, or raise every UserError they raised together, so one
+    run reports all the mistakes that are cheap to find (a bad --train file and an output conflict alike)."""
+    results, errors = [], []
+    for check in checks:
+        try:
+            results.append(check())
+        except UserErrors as err:
+            errors += [UserError(line) for line in err.lines]
+        except UserError as err:
+            errors.append(err)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise UserErrors(errors)
+    return results
+
+
 @contextlib.contextmanager
 def one_line_errors():
     """Report what stops a command as one line on stderr and exit: 2 for UserError, 1 for a failed write, 130 for
@@ -27,7 +53,7 @@ def one_line_errors():
     try:
         yield
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(error_lines(err), file=sys.stderr)
         sys.exit(err.exit_code)
     except OSError as err:  # the disk filled up or went away while writing: the atomic write left no half file
         print(f"error: writing the results failed ({err.strerror or err}); nothing was written", file=sys.stderr)
@@ -35,3 +61,8 @@ def one_line_errors():
     except KeyboardInterrupt:
         print("stopped: interrupted; nothing was written", file=sys.stderr)
         sys.exit(130)
+
+
+def error_lines(err: UserError) -> str:
+    """What a command prints for a UserError: 'error: …', one line per mistake."""
+    return "\n".join(f"error: {line}" for line in getattr(err, "lines", [str(err)]))

@@ -39,16 +39,28 @@ def _metrics_section(title: str, metrics: dict[str, float], select_metric: str |
 
 def render(model, config: dict, *, base_name: str, dataset_sizes: dict[str, int], columns: tuple[str, ...],
            loss_info: dict, base_metrics: dict, final_metrics: dict, log_rows: list[dict], select_metric: str | None,
+           eval_sets: dict[str, tuple[int, int]] | None = None,
            versions: dict) -> str:
     try:
         return _render(model, config, base_name, dataset_sizes, columns, loss_info, base_metrics, final_metrics,
-                       log_rows, select_metric, versions)
+                       log_rows, select_metric, versions, eval_sets or {})
     except Exception as err:  # a card must never fail a finished run
         return f"# Fine-tuned {base_name}\n\nTrained with embedder. (The full model card could not be written: {err}.)\n"
 
 
+def _log_table(log_rows: list[dict], select_metric: str | None) -> list[tuple]:
+    """One row per logged step: the training loss where it was logged, the selection metric where evaluated."""
+    by_step: dict[int, dict] = {}
+    for row in log_rows:
+        merged = by_step.setdefault(row.get("step", 0), {})
+        merged.update({k: v for k, v in row.items() if k in ("epoch", "step", "loss", select_metric)})
+    keys = [k for k in ("epoch", "step", "loss", select_metric) if k]
+    return [tuple(f"{r[k]:.4f}" if isinstance(r.get(k), float) else r.get(k, "-") for k in keys)
+            for _, r in sorted(by_step.items())]
+
+
 def _render(model, config, base_name, dataset_sizes, columns, loss_info, base_metrics, final_metrics, log_rows,
-            select_metric, versions):
+            select_metric, versions, eval_sets):
     metric_names = list(final_metrics)
     total = sum(dataset_sizes.values())
     losses = ["MatryoshkaLoss", "MultipleNegativesRankingLoss"] if loss_info.get("matryoshka_dims") else \
@@ -76,21 +88,24 @@ def _render(model, config, base_name, dataset_sizes, columns, loss_info, base_me
             'sentences = ["What rights do people have?", "People have the right to opt out."]',
             "embeddings = model.encode(sentences)", f"print(embeddings.shape)  # [2, {model.embedding_dimension}]",
             "```", "", "## Evaluation", "", "### Metrics", ""]
+    if eval_sets:
+        body += ["* Evaluated on: " + "; ".join(f"`{name}` ({queries} queries, {passages} passages)"
+                                                 for name, (queries, passages) in eval_sets.items()), ""]
     if final_metrics:
         body += [_metrics_section("Information Retrieval (fine-tuned)", final_metrics, select_metric), ""]
     if base_metrics:
         rows = [(k, f"{base_metrics[k]:.4f}", f"{final_metrics.get(k, float('nan')):.4f}") for k in base_metrics]
         body += ["#### Base model vs fine-tuned", "", _table(rows, ("Metric", "Base", "Fine-tuned")), ""]
     body += ["## Training Details", "", "### Training Dataset", "",
+             "* Dataset: " + ", ".join(f"`{name}` ({size} pairs)" for name, size in dataset_sizes.items()),
              f"* Size: {total} training samples", f"* Columns: {', '.join(columns[:-1])} and {columns[-1]}",
              "* Loss: " + " with ".join(losses), "```json", json.dumps(loss_info, indent=2), "```", "",
              "### Training Hyperparameters", "", "#### All Hyperparameters"]
     body += [f"- `{k}`: {v}" for k, v in config.items()]
     if log_rows:
-        keys = [k for k in ("epoch", "step", "loss", select_metric) if k]
-        rows = [tuple(f"{r[k]:.4f}" if isinstance(r.get(k), float) else r.get(k, "-") for k in keys) for r in log_rows]
-        body += ["", "### Training Logs", "", _table(rows, tuple(k.capitalize() if k in ("epoch", "step", "loss") else k
-                                                              for k in keys))]
+        headers = tuple({"epoch": "Epoch", "step": "Step", "loss": "Training Loss"}.get(k, k)
+                        for k in ("epoch", "step", "loss", select_metric) if k)
+        body += ["", "### Training Logs", "", _table(_log_table(log_rows, select_metric), headers)]
     body += ["", "### Framework Versions", f"- Python: {platform.python_version()}"]
     body += [f"- {name}: {version}" for name, version in versions.items()]
     body += ["", "## Citation", "", "### BibTeX", "", "```bibtex", "@inproceedings{reimers-2019-sentence-bert,",

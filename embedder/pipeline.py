@@ -25,6 +25,7 @@ from .encoder import Encoder, EncoderConfig
 from .errors import UserError
 from .normalize import Normalize
 from .pooling import Pooling
+from .similarity import similarity
 from .tokenizer import TOKENIZER_FILES, TextTokenizer
 
 
@@ -118,7 +119,7 @@ def resolve_device(name: str | torch.device | None, flag: str = "--device") -> t
 class Embedder(nn.Module):
     def __init__(self, tokenizer: TextTokenizer, backbone: nn.Module, pooling: Pooling, normalize: bool, *,
                  source_dir: Path, hf_config: dict, passthrough: dict | None = None, prompts: dict | None = None,
-                 default_prompt_name: str | None = None, name: str = ""):
+                 default_prompt_name: str | None = None, name: str = "", similarity_fn_name: str | None = None):
         super().__init__()
         self.tokenizer = tokenizer
         self.backbone = backbone
@@ -130,6 +131,7 @@ class Embedder(nn.Module):
         self.prompts = dict(prompts or {})
         self.default_prompt_name = default_prompt_name
         self.name = name
+        self.similarity_fn_name = similarity_fn_name or "cosine"
 
     # ----- loading -------------------------------------------------------------------------------------------
     @classmethod
@@ -185,7 +187,8 @@ class Embedder(nn.Module):
             raise UserError(f"pooling config of {folder}: {err}; repair 1_Pooling/config.json") from None
         model = cls(tokenizer, backbone, pooling, layout.normalize,
                     source_dir=layout.transformer_dir, hf_config=hf_config, passthrough=passthrough,
-                    prompts=layout.prompts, default_prompt_name=layout.default_prompt_name, name=str(name_or_path))
+                    prompts=layout.prompts, default_prompt_name=layout.default_prompt_name, name=str(name_or_path),
+                    similarity_fn_name=layout.similarity_fn_name)
         return model.to(device).eval()
 
     # ----- forward -------------------------------------------------------------------------------------------
@@ -226,13 +229,33 @@ class Embedder(nn.Module):
             return self.prompts[prompt_name]
         return self.prompts.get(self.default_prompt_name) if self.default_prompt_name else None
 
+    def encode_query(self, texts, prompt_name: str | None = None, prompt: str | None = None, **kwargs):
+        """`encode` with the saved "query" prompt (unless a prompt is given), as ST's encode_query."""
+        if prompt is None and prompt_name is None and "query" in self.prompts:
+            prompt_name = "query"
+        return self.encode(texts, prompt_name=prompt_name, prompt=prompt, **kwargs)
+
+    def encode_document(self, texts, prompt_name: str | None = None, prompt: str | None = None, **kwargs):
+        """`encode` with the saved "document" (or "passage", "corpus") prompt, as ST's encode_document."""
+        if prompt is None and prompt_name is None:
+            prompt_name = next((n for n in ("document", "passage", "corpus") if n in self.prompts), None)
+        return self.encode(texts, prompt_name=prompt_name, prompt=prompt, **kwargs)
+
+    def similarity(self, a, b) -> torch.Tensor:
+        """(n, m) similarities of two sets of embeddings by the model's similarity function (see similarity.py)."""
+        return similarity(a, b, self.similarity_fn_name)
+
     @torch.inference_mode()
     def encode(self, texts, batch_size: int = 32, convert_to_numpy: bool = True, normalize_embeddings: bool = False,
                truncate_dim: int | None = None, show_progress_bar: bool | None = None, prompt: str | None = None,
-               prompt_name: str | None = None, precision: str = "fp32"):
-        """Embeddings of `texts` as a float32 numpy array (n, dim), or a tensor when convert_to_numpy=False."""
-        if isinstance(texts, str):
+               prompt_name: str | None = None, precision: str = "fp32", convert_to_tensor: bool = False):
+        """Embeddings of `texts` as a float32 numpy array (n, dim), or a tensor with convert_to_tensor=True (or
+        convert_to_numpy=False); one string gives one vector (dim,), as in ST."""
+        single = isinstance(texts, str)
+        if single:
             texts = [texts]
+        if convert_to_tensor:
+            convert_to_numpy = False
         texts = list(texts)
         if batch_size <= 0:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
@@ -262,6 +285,8 @@ class Embedder(nn.Module):
         width = truncate_dim or self.embedding_dimension
         stacked = torch.cat(chunks) if chunks else torch.empty(0, width)
         stacked = stacked[torch.as_tensor(np.argsort(order), dtype=torch.long)] if len(texts) else stacked
+        if single:
+            stacked = stacked[0]
         return stacked.numpy() if convert_to_numpy else stacked
 
     # ----- saving --------------------------------------------------------------------------------------------
@@ -285,7 +310,8 @@ class Embedder(nn.Module):
                 tokenizer_files=TOKENIZER_FILES, pooling_config=self.pooling.config(),
                 normalize=self.normalize is not None, max_seq_length=self.max_seq_length,
                 do_lower_case=self.tokenizer.do_lower_case, prompts=self.prompts,
-                default_prompt_name=self.default_prompt_name, versions=versions, model_card=model_card)
+                default_prompt_name=self.default_prompt_name, versions=versions, model_card=model_card,
+                similarity_fn_name=self.similarity_fn_name)
             for name, text in (extra_files or {}).items():
                 (folder / name).write_text(text, encoding="utf-8")
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from .errors import UserError
+from .similarity import SIMILARITY_FUNCTIONS
 
 SUPPORTED_MODULES = ("Transformer", "Pooling", "Normalize")
 
@@ -138,6 +139,9 @@ def read_layout(folder: Path) -> FolderLayout:
                                             "default_prompt_name")
         layout.similarity_fn_name = _typed(st_config.get("similarity_fn_name"), str, st_config_file,
                                            "similarity_fn_name")
+        if layout.similarity_fn_name not in (None, *SIMILARITY_FUNCTIONS):
+            raise UserError(f"{st_config_file}: similarity_fn_name {layout.similarity_fn_name!r} is not one of "
+                            f"{', '.join(SIMILARITY_FUNCTIONS)}; repair or re-export the model folder")
     return layout
 
 
@@ -196,7 +200,8 @@ def write_atomically(target: Path, fill) -> None:
 
 def write_folder(folder: Path, *, weights: dict, hf_config: dict, tokenizer_dir: Path, tokenizer_files,
                  pooling_config: dict, normalize: bool, max_seq_length: int, do_lower_case: bool,
-                 prompts: dict, default_prompt_name: str | None, versions: dict, model_card: str | None) -> None:
+                 prompts: dict, default_prompt_name: str | None, versions: dict, model_card: str | None,
+                 similarity_fn_name: str = "cosine") -> None:
     """Fill `folder` (a staging folder) with a classic ST model."""
     from safetensors.torch import save_file
 
@@ -210,7 +215,7 @@ def write_folder(folder: Path, *, weights: dict, hf_config: dict, tokenizer_dir:
     _write_json(folder / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": do_lower_case})
     _write_json(folder / "config_sentence_transformers.json", {
         "__version__": versions, "prompts": prompts, "default_prompt_name": default_prompt_name,
-        "similarity_fn_name": "cosine"})
+        "similarity_fn_name": similarity_fn_name})
     hf_config = {k: v for k, v in hf_config.items() if k not in ("_name_or_path",)}
     for key in ("torch_dtype", "dtype"):
         if key in hf_config or key == "torch_dtype":

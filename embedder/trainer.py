@@ -317,9 +317,18 @@ class Trainer:
 
     def run(self, progress=None, step_hook=None, stop: StopSignals | None = None) -> None:
         """Train to the end (or --max-steps). A stop signal (see stop_signals) is acted on at a step boundary:
-        a checkpoint is saved and TrainingStopped raised."""
+        a checkpoint is saved and TrainingStopped raised. progress: an embedder.progress.Progress; the loop's own
+        lines (evaluations) go through its write()."""
+        echo = self.echo
+        if progress is not None and self.context.is_main:
+            self.echo = progress.write
+        try:
+            self._run(progress, step_hook, stop or StopSignals())
+        finally:
+            self.echo = echo
+
+    def _run(self, progress, step_hook, stop: StopSignals) -> None:
         config, state = self.config, self.state
-        stop = stop or StopSignals()
         self.model.train()
         pad_id = self.model.tokenizer.pad_token_id
         running, count = 0.0, 0
@@ -338,8 +347,7 @@ class Trainer:
                     if step_hook is not None:
                         step_hook(state.step)
                     if progress is not None:
-                        progress.update(1)
-                        progress.set_postfix(loss=f"{loss:.4f}", epoch=self.epoch_fraction())
+                        progress.update(state.step, loss, self.epoch_fraction())
                     if state.step % config.logging_steps == 0 and count:
                         self.log({"step": state.step, "epoch": self.epoch_fraction(), "loss": running / count, "lr": lr})
                         running, count = 0.0, 0

@@ -174,3 +174,24 @@ def test_impossible_flags_and_endless_inputs(tmp_path, tiny_bert_folder):
     if not torch.cuda.is_available():
         cases.append(("--device cuda without a GPU", [*train, "--device", "cuda"], "no usable CUDA GPU"))
     run_cases(cases, work)
+
+
+def test_typo_in_a_model_name_and_several_mistakes_at_once(tmp_path):
+    """A mistyped packaged name gets "did you mean"; a run with several cheap-to-find mistakes (an output that
+    exists, a missing --train file, a CSV as --eval) reports each on its own line, before loading anything."""
+    from battery import run
+
+    typo = run(["train.py", "--base", "all-MiniLM-L6v2", "--output", str(tmp_path / "out")], tmp_path,
+               env={"HF_HUB_OFFLINE": "1"})
+    assert typo.returncode == 2 and typo.stderr.strip().count("\n") == 0, typo.stderr
+    assert "did you mean all-MiniLM-L6-v2?" in typo.stderr and "pip install" not in typo.stderr
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "modules.json").write_text("[]")
+    (tmp_path / "pairs.csv").write_text("anchor,positive\nq,p\n")
+    several = run(["train.py", "--base", "all-MiniLM-L6-v2", "--output", str(tmp_path / "out"), "--train",
+                   str(tmp_path / "missing.jsonl"), "--eval", str(tmp_path / "pairs.csv")], tmp_path)
+    lines = several.stderr.strip().splitlines()
+    assert several.returncode == 2 and "Traceback" not in several.stderr and len(lines) == 3, several.stderr
+    assert all(line.startswith("error: ") for line in lines)
+    assert "already holds a model" in lines[0] and "no such file" in lines[1] and "needs an IR set" in lines[2]

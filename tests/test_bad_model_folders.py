@@ -1,5 +1,6 @@
 """Malformed model folders and damaged or foreign checkpoints, tried through train.py and evaluate.py: each case
-ends with one line naming the file and the fix, exit 2, no traceback, nothing written (tests/battery.py)."""
+ends with one line naming the file and the fix, exit 2, no traceback, nothing written (tests/battery.py). A new run
+beside an earlier run's checkpoints, without --resume or --overwrite, is refused the same way."""
 
 import json
 import pickle
@@ -131,4 +132,8 @@ def test_damaged_or_foreign_checkpoints(tmp_path, tiny_bert_folder):
         shutil.copytree(tmp_path / "run.checkpoints", work / f"{name}.checkpoints")
         cases.append((name, ["train.py", "--base", str(base), *base_args, "--output", str(work / name), "--resume"],
                       fragment))
+    shutil.copytree(tmp_path / "run.checkpoints", work / "earlier-run.checkpoints")  # a new run beside them
+    cases.append(("checkpoints of an earlier run, no --resume", ["train.py", "--base", str(tiny_bert_folder), *base_args,
+                                                                 "--output", str(work / "earlier-run")],
+                  "holds checkpoints of an earlier run; pass --resume"))
     run_cases(cases, work)

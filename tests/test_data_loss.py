@@ -48,7 +48,8 @@ def test_outputs_never_overwrite_inputs(tmp_path, tiny_bert_folder):
     mine = ["-m", "embedder.mine", "--model", str(model)]
     cases = [
         ("--train inside --output", [*train, "--train", str(out / "train.jsonl"), "--output", str(out)], "would overwrite --train"),
-        ("--eval inside --output", [*train, "--train", str(pairs), "--eval", str(out / "val.json"), "--output", str(out)],
+        ("--eval inside --output", [*[a if a != "none" else str(out / "val.json") for a in train], "--train", str(pairs),
+                                    "--output", str(out)],
          "would overwrite --eval"),
         ("--output is --base", [*train, "--train", str(pairs), "--output", str(model)], "would overwrite --base"),
         ("--output holds --base", [*train, "--train", str(pairs), "--output", str(work)], "would overwrite"),

@@ -55,6 +55,13 @@ def test_train_then_load_in_st(ir_data_dir, small_ir, tmp_path):
     assert np.abs(st.encode_query(texts) - ours.encode(texts, prompt="query: ")).max() <= 1e-5
     card = (out / "README.md").read_text()
     assert "SentenceTransformer(" in card and "MatryoshkaLoss" in card and "cosine_map@100" in card
+    assert f"`{small_ir}` (40 queries" in card and f"`{ir_data_dir / 'train.json'}`" in card  # the data sets named
+    log_table = card.split("### Training Logs")[1].split("###")[0]
+    header, _, *rows = [line for line in log_table.splitlines() if line.startswith("|")]
+    assert "Training Loss" in header
+    loss_column = header.split("|").index(next(c for c in header.split("|") if "Training Loss" in c))
+    logged_losses = [float(r.split("|")[loss_column]) for r in rows if r.split("|")[loss_column].strip() != "-"]
+    assert logged_losses and all(0 < value < 10 for value in logged_losses)  # the loss column is filled
     log = [json.loads(line) for line in (out / "training_log.jsonl").read_text().splitlines()]
     assert log[0]["step"] == 0 and "cosine_map@100" in log[0] and any("loss" in row for row in log)
     assert json.loads((out / "train_config.json").read_text())["matryoshka_dims"] == [384, 128]
