@@ -220,12 +220,13 @@ def _train(config, train_pairs, eval_sets, context, device, echo, step_hook, sto
         if not resumed and context.is_main:
             checkpoints.clear(config.checkpoint_dir)  # --overwrite: an earlier run's checkpoints and log go
         started = time.time()
-        base_metrics = {}
-        if evaluators:
+        base_metrics = trainer.state.base_metrics if resumed else {}  # the first start's, not the checkpoint's
+        if evaluators and not base_metrics:
             echo("evaluating the base model…")
             base_metrics = trainer.evaluate() if resumed else trainer.evaluate_and_track()
-            if select_metric and base_metrics:
-                echo(f"base {select_metric} = {base_metrics[select_metric]:.4f}")
+            trainer.state.base_metrics = base_metrics
+        if select_metric and base_metrics:
+            echo(f"base {select_metric} = {base_metrics[select_metric]:.4f}")
     except Interrupted as err:
         raise TrainingStopped(f"interrupted ({err.signal_name}) before the first training step; no model was written",
                               exit_code=130 if err.signal_name == "SIGINT" else 143) from None

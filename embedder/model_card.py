@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import platform
+import sys
 
 from .bases import PACKAGED, ST_ORG
 
@@ -44,7 +45,9 @@ def render(model, config: dict, *, base_name: str, dataset_sizes: dict[str, int]
     try:
         return _render(model, config, base_name, dataset_sizes, columns, loss_info, base_metrics, final_metrics,
                        log_rows, select_metric, versions, eval_sets or {})
-    except Exception as err:  # a card must never fail a finished run
+    except Exception as err:  # a card must never fail a finished run, but the user is told
+        print(f"warning: the model card could not be rendered ({type(err).__name__}: {err}); README.md holds a "
+              "minimal card", file=sys.stderr)
         return f"# Fine-tuned {base_name}\n\nTrained with embedder. (The full model card could not be written: {err}.)\n"
 
 
@@ -67,8 +70,9 @@ def _render(model, config, base_name, dataset_sizes, columns, loss_info, base_me
         ["MultipleNegativesRankingLoss"]
     if "/" not in base_name and base_name.lower() in PACKAGED:  # the seeds name the hub id
         base_name = f"{ST_ORG}/{PACKAGED[base_name.lower()].name}"
-    front = ["---", f"base_model: {base_name}", "library_name: sentence-transformers", "metrics:"]
-    front += [f"- {m}" for m in metric_names]
+    # values JSON-quoted: a JSON string is a valid YAML scalar, so ' #' or ': ' in a base path cannot break it
+    front = ["---", f"base_model: {json.dumps(base_name)}", "library_name: sentence-transformers", "metrics:"]
+    front += [f"- {json.dumps(m)}" for m in metric_names]
     front += ["pipeline_tag: sentence-similarity", "tags:", "- sentence-transformers", "- sentence-similarity",
               "- feature-extraction", "- embedder", f"- dataset_size:{total}"] + [f"- loss:{l}" for l in losses]
     front.append("---")

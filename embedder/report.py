@@ -22,7 +22,9 @@ def startup_report(model, config, train_sets, trainer) -> list[str]:
     pairs = sum(len(ds) for ds in train_sets)
     n_neg_cols = len(train_sets[0].columns) - 2
     B = config.batch_size
-    negatives = (B - 1) + B * n_neg_cols
+    # gathered across torchrun processes, every anchor sees the whole global batch's candidates
+    G = trainer.global_batch if trainer.context.enabled and config.gather_across_devices else B
+    negatives = (G - 1) + G * n_neg_cols
     steps_per_epoch = len(trainer.plan[0]) if trainer.plan else 0
     dup = np.mean([batching.duplicate_share(ds.text_ids, B) for ds in train_sets])
     passages = [ids for ds in train_sets for col in ds.ids[1:] for ids in col]
@@ -33,7 +35,7 @@ def startup_report(model, config, train_sets, trainer) -> list[str]:
         f"training pairs: {pairs} in {len(train_sets)} set(s), columns {', '.join(train_sets[0].columns)}",
         f"steps: {steps_per_epoch} per epoch x {config.epochs} epochs = {trainer.total_steps} optimiser steps "
         f"(batch {B}, warmup {trainer.warmup})",
-        f"negatives per query: {negatives} ({B - 1} in-batch" + (f" + {B * n_neg_cols} hard)" if n_neg_cols else ")"),
+        f"negatives per query: {negatives} ({G - 1} in-batch" + (f" + {G * n_neg_cols} hard)" if n_neg_cols else ")"),
         f"random batches of {B} holding a repeated text: {dup:.1%}; sampler: {config.sampler}"
         + (", duplicates masked in the loss" if config.mask_duplicates else ""),
         f"passages truncated at max_seq_length {model.max_seq_length}: {truncated:.1%}",

@@ -163,10 +163,17 @@ def _write_json(path: Path, obj) -> None:
         f.write("\n")
 
 
-def _fsync_tree(folder: Path) -> None:
+def _settle_tree(folder: Path) -> None:
+    """Give every file and folder the mode a plain open/mkdir gives under the umask (mkdtemp makes 0700 and
+    safetensors 0600, which a serving process of another user could not read), and fsync them."""
+    umask = os.umask(0)
+    os.umask(umask)
     for root, _, files in os.walk(folder):
+        os.chmod(root, 0o777 & ~umask)
         for name in files:
-            with open(os.path.join(root, name), "rb") as f:
+            path = os.path.join(root, name)
+            os.chmod(path, 0o666 & ~umask)
+            with open(path, "rb") as f:
                 os.fsync(f.fileno())
         fd = os.open(root, os.O_RDONLY)
         try:
@@ -183,7 +190,7 @@ def write_atomically(target: Path, fill) -> None:
     old = None
     try:
         fill(staging)
-        _fsync_tree(staging)
+        _settle_tree(staging)
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
             os.replace(target, old / "x")

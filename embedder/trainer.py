@@ -16,11 +16,13 @@ each process embeds its slice of the global batch and the candidates are gathere
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from . import batching, checkpoints, distributed, gradcache, losses, optim
@@ -127,6 +129,8 @@ class RunState:
     bad_steps: int = 0
     finite_steps: int = 0  # steps whose loss was finite (a run with none has trained nothing)
     base: str = ""  # the base model the run started from; --resume refuses another
+    plan: dict = field(default_factory=dict)  # the settings that fix the batches (see Trainer.plan_settings)
+    base_metrics: dict = field(default_factory=dict)  # the base model's, from the run's first start
     scaler: dict = field(default_factory=dict)
 
 
@@ -169,7 +173,7 @@ class Trainer:
         if config.max_steps:
             self.total_steps = min(self.total_steps, config.max_steps)
         self.warmup = optim.warmup_steps(self.total_steps, config.warmup_ratio, config.warmup_steps)
-        self.state = RunState(base=config.base)
+        self.state = RunState(base=config.base, plan=self.plan_settings())
         self.best_weights = None
         self.log_rows: list[dict] = []
 
@@ -226,6 +230,18 @@ class Trainer:
         distributed.barrier(self.context)
         return folder
 
+    def plan_settings(self) -> dict:
+        """What decides the batches and the loss: a resumed run must match all of it (the data by content)."""
+        digest = hashlib.sha256()
+        for ds in self.train_sets:
+            for column in ds.ids:
+                for ids in column:
+                    digest.update(np.asarray(ids, dtype=np.int64).tobytes() + b"|")
+        config = self.config
+        return {"batch_size": config.batch_size, "epochs": config.epochs, "seed": config.seed,
+                "sampler": config.sampler, "matryoshka_dims": list(self.dims) if self.dims else None,
+                "world_size": self.context.world_size, "training data": digest.hexdigest()[:16]}
+
     def save_final_checkpoint(self) -> Path:
         """The end of training, written before anything else can go wrong: a checkpoint of this step (unless one
         exists) and the best weights so far, so `--resume` can finish the run from here."""
@@ -253,6 +269,11 @@ class Trainer:
         if self.state.base and self.state.base != base:
             raise UserError(f"--resume: {folder} continues a run from base {self.state.base!r}, not {base!r}; "
                             "give the same --base, or start over with --overwrite")
+        for key, now in self.plan_settings().items():
+            before = self.state.plan.get(key, now)
+            if before != now:
+                raise UserError(f"--resume: {key} changed since {folder} ({before} -> {now}); a resumed run must draw "
+                                "the same batches: give the original setting, or start over with --overwrite")
         if self.state.scaler and self.scaler.is_enabled():
             self.scaler.load_state_dict(self.state.scaler)
         best = self.config.checkpoint_dir / "best"

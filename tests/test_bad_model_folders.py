@@ -132,6 +132,12 @@ def test_damaged_or_foreign_checkpoints(tmp_path, tiny_bert_folder):
         shutil.copytree(tmp_path / "run.checkpoints", work / f"{name}.checkpoints")
         cases.append((name, ["train.py", "--base", str(base), *base_args, "--output", str(work / name), "--resume"],
                       fragment))
+    for name, flag, value in (("changed-batch", "--batch-size", "4"), ("changed-seed", "--seed", "7")):
+        shutil.copytree(tmp_path / "run.checkpoints", work / f"{name}.checkpoints")
+        args = [*base_args[:base_args.index(flag)], *base_args[base_args.index(flag) + 2:]] if flag in base_args \
+            else base_args
+        cases.append((name, ["train.py", "--base", str(tiny_bert_folder), *args, flag, value, "--output",
+                             str(work / name), "--resume"], f"{flag[2:].replace('-', '_')} changed since"))
     shutil.copytree(tmp_path / "run.checkpoints", work / "earlier-run.checkpoints")  # a new run beside them
     cases.append(("checkpoints of an earlier run, no --resume", ["train.py", "--base", str(tiny_bert_folder), *base_args,
                                                                  "--output", str(work / "earlier-run")],

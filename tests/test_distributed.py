@@ -36,7 +36,7 @@ def test_two_processes_equal_one_with_the_global_batch(tiny_bert_no_dropout, tmp
               "--max-steps", "4", "--keep-last", "--lr", "1e-4", *extra]
     _train([*common, "--batch-size", "8", "--output", str(tmp_path / "single")], 1, tmp_path)
     result = _train([*common, "--batch-size", "4", "--output", str(tmp_path / "ddp")], 2, tmp_path)
-    assert "global batch 8" in result.stdout
+    assert "global batch 8" in result.stdout and "negatives per query: 7 (7 in-batch)" in result.stdout
     single = load_file(str(tmp_path / "single" / "model.safetensors"))
     ddp = load_file(str(tmp_path / "ddp" / "model.safetensors"))
     base = load_file(str(tiny_bert_no_dropout / "model.safetensors"))

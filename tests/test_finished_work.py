@@ -65,8 +65,11 @@ def test_after_training_an_interrupt_or_failed_write_keeps_the_model(fault, tiny
     texts = ["passage 3 passage 3", "question 7"]
     trained = _embed_checkpoint(tiny_bert_folder, checkpoint, texts)
     assert np.abs(trained - embedder.load(str(tiny_bert_folder), device="cpu").encode(texts)).max() > 1e-4  # it did train
+    first_base = next(line for line in result.stdout.splitlines() if line.startswith("base cosine_map@100"))
     resumed = run([*args, "--resume"], data)
     assert resumed.returncode == 0, resumed.stderr[-1500:]
+    # the before/after table keeps the base model's metrics from the first start, not the checkpoint's
+    assert "evaluating the base model" not in resumed.stdout and first_base in resumed.stdout
     saved = embedder.load(str(out), device="cpu").encode(texts)
     assert np.abs(saved - trained).max() <= 1e-6
     assert not (data / "model.checkpoints").exists()  # the safeguard checkpoint goes once the model is written

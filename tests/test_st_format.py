@@ -77,3 +77,19 @@ def test_unsupported_module_chain_is_a_user_error(minilm_folder, tmp_path):
     (folder / "modules.json").write_text(json.dumps(modules))
     with pytest.raises(embedder.UserError, match="modules.json"):
         st_format.read_layout(folder)
+
+
+def test_saved_folders_get_the_mode_mkdir_gives(tmp_path, minilm_folder):
+    """A model written through a private staging folder must still be readable by a serving process of another
+    user: the folder's mode is what a plain mkdir gives under the umask, not mkdtemp's 0700."""
+    import os
+    import stat
+
+    import embedder
+    umask = os.umask(0o022)
+    try:
+        embedder.load(str(minilm_folder), device="cpu").save(tmp_path / "model")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "model" / "model.safetensors").stat().st_mode) == 0o644
