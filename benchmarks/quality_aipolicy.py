@@ -39,7 +39,8 @@ def main(base, data, batch_size, epochs, dims, weights, variants, seeds, keep_la
     import embedder
     from embedder.data import load_ir
     from embedder.evaluation import InformationRetrievalEvaluator
-    from train import TrainConfig, parse_dims, parse_weights, train
+    from embedder.recipe import train
+    from embedder.train_config import TrainConfig, parse_dims, parse_weights
 
     test = load_ir(Path(data) / "test.json")
     rows = []

@@ -96,7 +96,7 @@ def random_model(shape: Path, out: Path) -> None:
 
 
 def load_pairs(spec: str, max_pairs: int | None) -> list[tuple[str, str]]:
-    from train import load_train
+    from embedder.recipe import load_train
     rows = [(r[0], r[1]) for r in load_train(spec).rows]
     return rows[:max_pairs] if max_pairs else rows
 
@@ -136,7 +136,7 @@ def train_worker(system, model_dir, pairs, batch_size, precision, steps, warmup,
 
     started = time.perf_counter()
     if system == "embedder":
-        from train import TrainConfig, train
+        from embedder.recipe import TrainConfig, train
         train_file = Path(out_dir) / "pairs.jsonl"
         train_file.write_text("".join(json.dumps({"anchor": a, "positive": p}) + "\n" for a, p in pairs))
         config = TrainConfig(base=model_dir, train=(str(train_file),), eval=(), output=f"{out_dir}/model",
@@ -249,7 +249,7 @@ def run(models, batch_sizes, precisions, steps, warmup, repeats, dims, data, max
         shapes_dir, cpu_smoke, out):
     """Measure and print the tables."""
     import torch
-    from train import default_dims
+    from embedder.recipe import default_dims
     device = "cuda" if torch.cuda.is_available() and not cpu_smoke else "cpu"
     if cpu_smoke:
         models, batch_sizes, precisions, steps, warmup, repeats = "tiny", "4", "fp32", 4, 1, 1

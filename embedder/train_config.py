@@ -125,4 +125,30 @@ def validate_config(config: TrainConfig) -> None:
                         "(--eval none); give --eval files or drop --select-metric")
 
 
-__all__ = ["PRECISIONS", "TrainConfig", "validate_config"]
+def parse_dims(text: str) -> tuple[int, ...] | None | str:
+    if text in ("auto", ""):
+        return "auto"
+    if text.lower() == "none":
+        return None
+    try:
+        dims = tuple(int(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise UserError(f"--matryoshka-dims {text!r}: give a comma list like 768,512,256,128,64, or none") from None
+    if not dims or any(d <= 0 for d in dims):
+        raise UserError(f"--matryoshka-dims {text!r}: dimensions must be positive integers")
+    return dims
+
+
+def parse_weights(text: str | None) -> tuple[float, ...] | None:
+    if not text:
+        return None
+    try:
+        weights = tuple(float(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise UserError(f"--matryoshka-weights {text!r}: give a comma list of numbers like 1,1,1,1,2") from None
+    if not weights or any(not w > 0 for w in weights):
+        raise UserError(f"--matryoshka-weights {text!r}: weights must be positive numbers")
+    return weights
+
+
+__all__ = ["PRECISIONS", "TrainConfig", "parse_dims", "parse_weights", "validate_config"]

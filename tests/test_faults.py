@@ -12,7 +12,7 @@ import torch
 
 from conftest import REPO
 from embedder import checkpoints, trainer
-from train import TrainConfig, train
+from embedder.recipe import TrainConfig, train
 
 
 def _pairs(tmp_path, n=64):

@@ -1,0 +1,304 @@
+"""A whole training run, from a TrainConfig to a saved sentence-transformers folder: what `train.py` and the Python
+API call.
+
+    from embedder.recipe import train
+    from embedder.train_config import TrainConfig
+    train(TrainConfig(base="all-MiniLM-L6-v2", train=("train.json",), eval=("val.json",), output="out/m", epochs=1))
+
+Order: every cheap check first, reported together (the model name, the output location, every data file); then the
+model and the resolved Matryoshka settings; the evaluators; the Trainer (embedder/trainer.py), which plans the
+batches; free disk space; resume; the base evaluation; training; the end-of-training checkpoint; the final
+evaluation, the model card and the model folder. SIGINT and SIGTERM stop it as embedder/stop_signals.py describes,
+and nothing trained is thrown away (see `_train`). User mistakes are UserError (one line each); a stopped run is
+TrainingStopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from . import output_paths
+from .errors import UserError, collect_errors
+from .progress import Progress
+from .stop_signals import Interrupted, StopSignals
+from .train_config import TrainConfig
+from .trainer import TrainingStopped
+
+SEED_DIMS = (768, 512, 256, 128, 64)
+
+
+def default_dims(width: int) -> tuple[int, ...]:
+    """The seeds' nested dims for the model's width: 768,512,256,128,64 or 384,256,128,64."""
+    return (width,) + tuple(d for d in SEED_DIMS if d < width)
+
+
+def echo_lines(*args, err: bool = False, **kwargs) -> None:
+    """The default output: stdout, or stderr for warnings (click.echo's signature)."""
+    print(*args, file=sys.stderr if err else sys.stdout, flush=True)
+
+
+def run_inputs(config: TrainConfig) -> list[tuple[str, str]]:
+    """The files and folders this run reads, which no output may overwrite."""
+    from . import data
+    named = [("--train", spec) for spec in config.train] + [("--eval", spec) for spec in config.eval]
+    inputs = [(flag, spec) for flag, spec in named if not data.is_default_spec(spec)]
+    if os.path.exists(os.path.expanduser(config.base)):  # False, not an error, for a name the OS rejects
+        inputs.append(("--base", config.base))
+    return inputs
+
+
+def check_output(config: TrainConfig) -> None:
+    """Every check of the output location that does not need the model: before anything is loaded."""
+    out = Path(config.output)
+    if os.environ.get("RANK", "0") in ("0", ""):  # under torchrun one process probes (probes of two would collide)
+        inputs = run_inputs(config)
+        output_paths.check_output(out, "--output", inputs, siblings=("{name}.checkpoints",))
+        output_paths.check_output(config.checkpoint_dir, "--output", inputs)
+    if out.is_dir() and any(out.iterdir()):
+        is_model = (out / "modules.json").is_file() or (out / "config.json").is_file()
+        if not config.overwrite and not config.resume:
+            raise UserError(f"--output {out} already holds {'a model' if is_model else 'files'}; pass --overwrite to "
+                            "replace it or choose another folder")
+        if config.overwrite and not is_model:  # --overwrite replaces a model, never a folder of other files
+            raise UserError(f"--output {out} holds files but no model (no modules.json or config.json); --overwrite "
+                            "only replaces a model folder: choose another --output")
+    from . import checkpoints
+    found = checkpoints.list_checkpoints(config.checkpoint_dir)
+    if config.resume and not found:
+        raise UserError(f"--resume: no checkpoint in {config.checkpoint_dir}; start without --resume")
+    if found and not config.resume and not config.overwrite:
+        raise UserError(f"--output {out}: {config.checkpoint_dir} holds checkpoints of an earlier run; pass --resume "
+                        "to continue it, or --overwrite to start over")
+
+
+def needed_disk_space(model, config: TrainConfig, total_steps: int) -> int:
+    """Bytes this run may hold on disk at once: checkpoints (weights + AdamW's two moments = 3 x the weights; the
+    newest k plus one being written), the best weights, and the final model beside any old one, plus 5 %."""
+    weight_bytes = sum(t.numel() * 4 for t in model.state_dict().values())
+    saves = (total_steps // config.save_steps if config.save_steps else 0) + 1  # + the end-of-training checkpoint
+    held = min(saves, (config.save_total_limit or saves) + 1)
+    return int(weight_bytes * (3 * held + 1 + 1) * 1.05) + (16 << 20)
+
+
+def load_train(spec: str):
+    from . import data
+    if data.is_default_spec(spec):
+        split = spec.partition(":")[2] or "train"
+        return data.ir_to_pairs(data.load_eval_set(f"{data.DEFAULT_DATA}:{split}"))
+    return data.load_training_file(spec)
+
+
+def train(config: TrainConfig, echo=echo_lines, step_hook=None) -> dict:
+    """The whole run; returns {'base': metrics, 'final': metrics, 'output': path}. step_hook(step), if given, is
+    called after every optimiser step (benchmarks time the steps with it). SIGINT and SIGTERM stop it as
+    embedder.stop_signals describes; what was trained is never thrown away (see _train)."""
+    with StopSignals() as stop:
+        return _load_and_train(config, echo, step_hook, stop)
+
+
+def _load_and_train(config: TrainConfig, echo, step_hook, stop) -> dict:
+    from . import data, distributed
+    # every input is checked before the first mistake is reported: one line for each
+    from .bases import check_name
+    _, _, *loaded = collect_errors(lambda: check_name(config.base), lambda: check_output(config),
+                                *[lambda spec=spec: load_train(spec) for spec in config.train],
+                                *[lambda spec=spec: (spec, data.load_eval_set(spec)) for spec in config.eval])
+    train_pairs, eval_sets = loaded[:len(config.train)], loaded[len(config.train):]
+    columns = {len(p.columns) for p in train_pairs}
+    if len(columns) > 1:
+        raise UserError(f"--train files have different column counts ({sorted(columns)}); give every file the same columns")
+    for pairs in train_pairs:
+        if len(pairs.rows) < config.batch_size:
+            raise UserError(f"{pairs.source}: {len(pairs.rows)} pairs, fewer than one batch of {config.batch_size}; "
+                            "lower --batch-size or add data")
+
+    context, device = distributed.setup(config.device)
+    try:
+        return _train(config, train_pairs, eval_sets, context, device, echo if context.is_main else _quiet,
+                      step_hook, stop)
+    finally:
+        distributed.teardown(context)
+
+
+def _quiet(*args, **kwargs):
+    pass
+
+
+def _prepare(config, context, device, echo):
+    """The model and the resolved Matryoshka settings; every check that needs the model happens here."""
+    import torch
+
+    from .losses import validate_dims
+    from .pipeline import load
+
+    torch.manual_seed(config.seed + context.rank)  # dropout masks differ between processes
+    model = load(config.base, device=device)
+    if config.max_seq_length:
+        positions = model.backbone.config.usable_positions if hasattr(model.backbone, "config") and hasattr(
+            model.backbone.config, "usable_positions") else None
+        if positions is not None and config.max_seq_length > positions:
+            raise UserError(f"--max-seq-length {config.max_seq_length}: {config.base} has only {positions} positions; "
+                            f"give at most {positions}")
+        model.tokenizer.max_seq_length = config.max_seq_length
+    dims = config.matryoshka_dims
+    if dims == "auto":
+        dims = default_dims(model.embedding_dimension)
+    try:
+        if config.matryoshka_weights and not dims:
+            raise ValueError("weights were given but Matryoshka is off (--matryoshka-dims none)")
+        dims, weights = (tuple(t) for t in validate_dims(dims, model.embedding_dimension,
+                                                         config.matryoshka_weights)) if dims else (None, None)
+    except ValueError as err:
+        raise UserError(f"--matryoshka-dims/--matryoshka-weights: {err}") from None
+    config = replace(config, matryoshka_dims=dims, matryoshka_weights=weights)
+    if config.query_prompt or config.passage_prompt:
+        model.prompts = {"query": config.query_prompt, "document": config.passage_prompt}
+    return model, config
+
+
+def _train(config, train_pairs, eval_sets, context, device, echo, step_hook, stop) -> dict:
+    """Three phases. Before the first step an interrupt leaves no model (exit 128 + signal). During training a
+    signal saves a checkpoint at the next step boundary. Once training is done its result is written to a
+    checkpoint first, so a later interrupt or failed write (the final evaluation, the model folder) keeps it and
+    says where."""
+    from . import batching, checkpoints, data
+    from .evaluation import InformationRetrievalEvaluator
+    from .report import startup_report
+    from .trainer import Trainer
+
+    try:
+        model, config = _prepare(config, context, device, echo)
+        dims = config.matryoshka_dims
+        eval_dims = (None, *[d for d in (dims or ()) if d != model.embedding_dimension])
+        evaluators = [InformationRetrievalEvaluator(
+            ir.queries, ir.corpus, ir.relevant, name=data.set_name(spec) if len(eval_sets) > 1 else "",
+            dims=eval_dims, batch_size=config.eval_batch_size, query_prompt=config.query_prompt or None,
+            corpus_prompt=config.passage_prompt or None) for spec, ir in eval_sets]
+        metric_keys = [k for e in evaluators for k in e.metric_keys()]
+        select_metric = config.select_metric or (metric_keys[14] if metric_keys else None)  # cosine_map@100
+        if select_metric and select_metric not in metric_keys:
+            raise UserError(f"--select-metric {select_metric!r} is not a metric of this run; valid names include "
+                            f"{', '.join(metric_keys[:15])}")
+
+        tokenize = model.tokenizer.encode_unpadded
+        train_sets = [batching.TokenizedPairs.build(p, tokenize, config.query_prompt, config.passage_prompt)
+                      for p in train_pairs]
+        log_path = config.checkpoint_dir / "training_log.jsonl"
+        trainer = Trainer(model, config, train_sets, evaluators, select_metric, log_path, echo, context)
+        if context.is_main:
+            output_paths.check_free_space(config.output, needed_disk_space(model, config, trainer.total_steps),
+                                          "--output")
+        resumed = config.resume and trainer.resume(config.base)
+        for line in startup_report(model, config, train_sets, trainer):
+            echo(line)
+        if context.enabled:
+            echo(f"torchrun: {context.world_size} processes x batch {config.batch_size} = global batch "
+                 f"{trainer.global_batch}; negatives gathered across devices: {config.gather_across_devices}")
+        if not resumed and context.is_main:
+            checkpoints.clear(config.checkpoint_dir)  # --overwrite: an earlier run's checkpoints and log go
+        started = time.time()
+        base_metrics = trainer.state.base_metrics if resumed else {}  # the first start's, not the checkpoint's
+        if evaluators and not base_metrics:
+            echo("evaluating the base model…")
+            base_metrics = trainer.evaluate() if resumed else trainer.evaluate_and_track()
+            trainer.state.base_metrics = base_metrics
+        if select_metric and base_metrics:
+            echo(f"base {select_metric} = {base_metrics[select_metric]:.4f}")
+    except Interrupted as err:
+        raise TrainingStopped(f"interrupted ({err.signal_name}) before the first training step; no model was written",
+                              exit_code=130 if err.signal_name == "SIGINT" else 143) from None
+
+    progress = Progress(trainer.total_steps, trainer.state.step, trainer.global_batch, echo, enabled=context.is_main)
+    try:
+        try:
+            trainer.run(progress, step_hook, stop)
+        finally:
+            progress.close()
+        saved = trainer.save_final_checkpoint()
+    except (Interrupted, OSError) as err:
+        kept = checkpoints.list_checkpoints(config.checkpoint_dir)
+        where = f"the last complete checkpoint is {kept[-1][1]} (continue with --resume)" if kept else \
+            "no checkpoint was written"
+        reason = f"interrupted ({err.signal_name})" if isinstance(err, Interrupted) else \
+            f"writing a checkpoint failed ({err.strerror or err})"
+        raise TrainingStopped(f"{reason} at step {trainer.state.step}; {where}") from None
+
+    try:
+        return _finish(config, model, trainer, train_pairs, eval_sets, base_metrics, select_metric, context, echo,
+                       time.time() - started)
+    except (Interrupted, OSError) as err:
+        reason = f"interrupted ({err.signal_name})" if isinstance(err, Interrupted) else \
+            f"writing the model failed ({err.strerror or err})"
+        raise TrainingStopped(f"training finished but {reason}; the trained model is safe in checkpoint {saved}: "
+                              f"run the same command with --resume to evaluate and write it to {config.output}") from None
+
+
+def _finish(config, model, trainer, train_pairs, eval_sets, base_metrics, select_metric, context, echo,
+            train_seconds) -> dict:
+    """After training: the chosen weights, checked finite; the final evaluation; the model folder and its card."""
+    import torch
+
+    from . import distributed, model_card
+    from .evaluation import format_table
+    from .report import mean_offdiagonal_cosine
+
+    chosen_step = trainer.finish_weights()
+    if not trainer.state.finite_steps:
+        raise TrainingStopped("no training step had a finite loss (the loss was NaN/inf throughout); no model was "
+                              "written: check the base model's weights, lower --lr or use --precision fp32")
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise TrainingStopped("the trained weights hold NaN/inf values; no model was written: lower --lr or use "
+                              "--precision fp32")
+    final_metrics = trainer.evaluate() if trainer.evaluators else {}
+    model.eval()
+    if not context.is_main:
+        distributed.barrier(context)
+        return {"base": {}, "final": {}, "output": config.output}
+
+    import tokenizers
+    import transformers
+    dims = config.matryoshka_dims
+    from . import __version__
+    card = model_card.render(
+        model, {k: v for k, v in asdict(config).items()}, base_name=config.base,
+        dataset_sizes={p.source: len(p.rows) for p in train_pairs}, columns=train_pairs[0].columns,
+        loss_info={"loss": "MultipleNegativesRankingLoss", "scale": config.scale,
+                   **({"matryoshka_dims": list(dims), "matryoshka_weights": list(config.matryoshka_weights),
+                       "n_dims_per_step": -1} if dims else {})},
+        base_metrics=base_metrics, final_metrics=final_metrics,
+        log_rows=trainer.log_rows, select_metric=select_metric,
+        eval_sets={spec: (len(ir.queries), len(ir.corpus)) for spec, ir in eval_sets},
+        versions={"embedder": __version__, "Transformers": transformers.__version__, "PyTorch": torch.__version__,
+                  "Tokenizers": tokenizers.__version__})
+    log_path = config.checkpoint_dir / "training_log.jsonl"
+    extra_files = {"train_config.json": json.dumps(asdict(config), indent=2) + "\n"}
+    if log_path.is_file():
+        extra_files["training_log.jsonl"] = log_path.read_text(encoding="utf-8")
+    model.save(config.output, model_card=card, extra_files=extra_files)
+    out = Path(config.output)
+    if not config.save_steps:  # the end-of-training checkpoint was only a safeguard; the model folder has it all
+        shutil.rmtree(config.checkpoint_dir, ignore_errors=True)
+    distributed.barrier(context)
+
+    echo(f"\ntrained {trainer.state.step} steps in {train_seconds:.0f} s; saved the model of step {chosen_step} to {out}")
+    if final_metrics:
+        echo(format_table({"base": base_metrics, "fine-tuned": final_metrics}, list(final_metrics)))
+        if select_metric and final_metrics[select_metric] < base_metrics.get(select_metric, float("-inf")):
+            echo(f"\nWARNING: the fine-tuned model is WORSE than the base on {select_metric} "
+                 f"({final_metrics[select_metric]:.4f} < {base_metrics[select_metric]:.4f}); "
+                 "check the data, lower --lr or train fewer steps", err=True)
+        passages = list(eval_sets[0][1].corpus.values())
+        collapse = mean_offdiagonal_cosine(model, passages, config.eval_batch_size)
+        if collapse > 0.95:
+            echo(f"\nWARNING: the embeddings have COLLAPSED (mean cosine between different passages {collapse:.3f}); "
+                 "lower --lr or use --precision fp32", err=True)
+    return {"base": base_metrics, "final": final_metrics, "output": str(out)}
+
+
+__all__ = ["TrainConfig", "TrainingStopped", "default_dims", "train"]
