@@ -86,7 +86,7 @@ def _check_output(path, flag, inputs, is_file, siblings) -> None:
     shown = Path(path)
     path = Path(path).expanduser()
     name = path.name
-    if name in ("", ".", "..") or str(path).endswith(("/.", "/..")):
+    if name in ("", ".", ".."):  # Path already folds a trailing "/." into its parent
         raise UserError(f"{flag} {shown!s}: give a path that ends in a {'file' if is_file else 'folder'} name")
     if path.exists() and path.is_dir() == is_file:
         raise UserError(f"{flag} {shown} is a {'folder' if path.is_dir() else 'file'}; give a "

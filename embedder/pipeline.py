@@ -29,50 +29,6 @@ from .similarity import similarity
 from .tokenizer import TOKENIZER_FILES, TextTokenizer
 
 
-def read_checkpoint(folder: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a checkpoint folder: safetensors first (shard names must stay inside the folder); a .bin only
-    through torch.load(weights_only=True)."""
-    import pickle
-
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    single, index, pickled = folder / "model.safetensors", folder / "model.safetensors.index.json", folder / "pytorch_model.bin"
-    culprit = single if single.is_file() else index if index.is_file() else pickled
-    try:
-        if single.is_file():
-            return load_file(str(single))
-        if index.is_file():
-            weight_map = st_format.read_json(index, dict).get("weight_map")
-            if not isinstance(weight_map, dict) or not weight_map:
-                raise UserError(f"{index} has no weight_map object; re-download or re-export the model")
-            shards = sorted({st_format.inside(folder, name, index) for name in weight_map.values()})
-            for shard in shards:
-                culprit = shard
-                if not shard.is_file():
-                    raise UserError(f"{index} names shard {shard.name}, which is missing; re-download the model")
-            return {k: v for shard in shards for k, v in load_file(str(shard)).items()}
-        if pickled.is_file():
-            state = torch.load(pickled, map_location="cpu", weights_only=True)
-            if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-                raise UserError(f"{pickled} holds no tensor dictionary; re-download or re-export the model")
-            return state
-    except (SafetensorError, OSError, RuntimeError, ValueError, KeyError, TypeError, AttributeError,
-            pickle.UnpicklingError, EOFError) as err:
-        raise UserError(f"{culprit} could not be read as weights ({str(err).splitlines()[0][:120] if str(err) else type(err).__name__}); "
-                        "re-download or re-export the model") from None
-    raise UserError(f"{folder} holds no weights (model.safetensors or pytorch_model.bin); "
-                    "pass a complete model folder")
-
-
-def check_finite(backbone: nn.Module, folder: Path) -> None:
-    """UserError when a weight of the model is NaN or infinite (a damaged download or a diverged run)."""
-    for name, tensor in backbone.state_dict().items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise UserError(f"{folder}: weight {name} holds NaN or infinite values; the model is damaged, "
-                            "re-download or re-export it")
-
-
 class AutoBackbone(nn.Module):
     """transformers' AutoModel for architectures without a hand-written encoder."""
 
@@ -148,7 +104,7 @@ class Embedder(nn.Module):
         except ValueError as err:
             raise UserError(f"{config_file}: {err}; repair or re-export the model folder") from None
         if encoder_config is not None:
-            state = read_checkpoint(layout.transformer_dir)
+            state = weights.read_checkpoint(layout.transformer_dir)
             with torch.device("meta"):  # shapes only: nothing is allocated until the checkpoint matches config.json
                 backbone = Encoder(encoder_config)
             try:
@@ -156,14 +112,14 @@ class Embedder(nn.Module):
             except ValueError as err:
                 raise UserError(f"{layout.transformer_dir}: {err}; the weights do not match config.json") from None
         else:
-            read_checkpoint(layout.transformer_dir)  # the same clear error for missing/corrupt weights
+            weights.read_checkpoint(layout.transformer_dir)  # the same clear error for missing/corrupt weights
             try:
                 backbone, passthrough = AutoBackbone(layout.transformer_dir), {}
             except Exception as err:  # transformers' loader: unknown architecture, malformed config, …
                 raise UserError(f"{config_file}: transformers cannot build this model "
                                 f"({str(err).splitlines()[0][:160] if str(err) else type(err).__name__}); "
                                 "pass a BERT/MPNet or other transformers model folder") from None
-        check_finite(backbone, layout.transformer_dir)
+        weights.check_finite(backbone, layout.transformer_dir)
         positions = encoder_config.usable_positions if encoder_config is not None else None
         if layout.max_seq_length is not None and positions is not None and layout.max_seq_length > positions:
             raise UserError(f"{layout.transformer_dir / 'sentence_bert_config.json'}: max_seq_length "
@@ -333,4 +289,4 @@ def load(name_or_path: str, device: str | torch.device | None = None) -> Embedde
     return Embedder.load(name_or_path, device)
 
 
-__all__ = ["Embedder", "load", "read_checkpoint"]
+__all__ = ["Embedder", "load"]

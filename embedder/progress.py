@@ -42,8 +42,10 @@ class Progress:
         if self.bar is not None:
             from tqdm.auto import tqdm
             tqdm.write(" ".join(str(a) for a in args), file=sys.stderr if err else sys.stdout)
+        elif err:
+            self.echo(*args, err=True, **kwargs)
         else:
-            self.echo(*args, err=err, **kwargs) if err else self.echo(*args, **kwargs)
+            self.echo(*args, **kwargs)
 
     def update(self, step: int, loss: float, epoch: float) -> None:
         if self.bar is not None:

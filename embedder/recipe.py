@@ -140,8 +140,7 @@ def _prepare(config, context, device, echo):
     torch.manual_seed(config.seed + context.rank)  # dropout masks differ between processes
     model = load(config.base, device=device)
     if config.max_seq_length:
-        positions = model.backbone.config.usable_positions if hasattr(model.backbone, "config") and hasattr(
-            model.backbone.config, "usable_positions") else None
+        positions = getattr(getattr(model.backbone, "config", None), "usable_positions", None)  # None: AutoModel
         if positions is not None and config.max_seq_length > positions:
             raise UserError(f"--max-seq-length {config.max_seq_length}: {config.base} has only {positions} positions; "
                             f"give at most {positions}")

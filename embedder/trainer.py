@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import batching, checkpoints, distributed, gradcache, losses, optim
+from . import batch_loss, batching, checkpoints, distributed, gradcache, losses, optim
 from .errors import UserError
 from .evaluation import InformationRetrievalEvaluator
 from .pipeline import precision_context
@@ -54,68 +54,6 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 MAX_PLANNED_ROWS = 50_000_000  # epochs x pairs without --max-steps; past it planning alone takes minutes
-
-
-class ColumnEncoder(torch.nn.Module):
-    """Embeds every column of a batch in one call (one DDP forward per step)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, columns: list[dict]) -> list[torch.Tensor]:
-        return [self.model(features) for features in columns]
-
-
-@dataclass
-class Batch:
-    columns: list[dict[str, torch.Tensor]]  # this process's rows, padded per column
-    text_ids: torch.Tensor  # (rows of the global batch, columns)
-    sizes: list[int]  # rows per process (one entry without torchrun)
-
-
-def collate(ds: batching.TokenizedPairs, rows: list[int], pad_id: int, prompt_lengths: list[int | None],
-            device: torch.device, context: distributed.Context = distributed.Context()) -> Batch:
-    """Pad this process's slice of the global batch `rows`, column by column."""
-    local = distributed.local_rows(rows, context.rank, context.world_size) if context.enabled else rows
-    columns = []
-    for col, prompt_length in enumerate(prompt_lengths):
-        features = batching.pad([ds.ids[col][r] for r in local], pad_id)
-        features = {k: v.to(device, non_blocking=True) for k, v in features.items()}
-        if prompt_length:
-            features["prompt_length"] = prompt_length
-        columns.append(features)
-    return Batch(columns, torch.from_numpy(ds.text_ids[rows]),
-                 distributed.slice_sizes(len(rows), context.world_size))
-
-
-def loss_function(batch: Batch, config: TrainConfig, dims, weights, context: distributed.Context):
-    """embeddings per column -> this process's share of the batch loss (see distributed.py for the weighting)."""
-    gather = context.enabled and config.gather_across_devices
-    offset = sum(batch.sizes[:context.rank]) if gather else 0
-    n_local = batch.sizes[context.rank] if context.enabled else sum(batch.sizes)
-    weight = n_local * context.world_size / sum(batch.sizes) if gather else 1.0
-    local_rows = slice(None)
-    if context.enabled and not gather:
-        start = sum(batch.sizes[:context.rank])
-        local_rows = slice(start, start + n_local)
-
-    def loss_of(embeddings: list[torch.Tensor]) -> torch.Tensor:
-        anchors, columns = embeddings[0], embeddings[1:]  # (B, D) and (B, D) per candidate column
-        if gather:
-            columns = [distributed.gather_with_grad(c, batch.sizes) for c in columns]
-        candidates = torch.cat(columns, dim=0)  # positives first, then each negative column
-        mask = None
-        if config.mask_duplicates:
-            ids = batch.text_ids if gather else batch.text_ids[local_rows]
-            mask = losses.duplicate_mask(ids[:, 1:].T.reshape(-1), anchors.shape[0], offset).to(anchors.device)
-        if dims:
-            loss = losses.matryoshka_loss(anchors, candidates, dims, weights, config.scale, mask, offset)
-        else:
-            loss = losses.mnrl_loss(anchors, candidates, config.scale, mask, offset)
-        return loss * weight
-
-    return loss_of, weight
 
 
 @dataclass
@@ -153,7 +91,7 @@ class Trainer:
         n_cols = len(train_sets[0].columns)
         self.prompt_lengths += [model.tokenizer.prompt_length(config.passage_prompt) if config.passage_prompt else None
                                 ] * (n_cols - 1)
-        self.encoder = ColumnEncoder(model)
+        self.encoder = batch_loss.ColumnEncoder(model)
         self.ddp = None
         if context.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -294,9 +232,9 @@ class Trainer:
             torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
         return bool(finite.item())
 
-    def forward_backward(self, batch: Batch) -> tuple[torch.Tensor, bool]:
+    def forward_backward(self, batch: batch_loss.Batch) -> tuple[torch.Tensor, bool]:
         """Loss of the batch with gradients accumulated (unless it is not finite somewhere)."""
-        loss_of, weight = loss_function(batch, self.config, self.dims, self.weights, self.context)
+        loss_of, weight = batch_loss.loss_function(batch, self.config, self.dims, self.weights, self.context)
         encoder = self.ddp or self.encoder
         if self.config.mini_batch_size:
             no_sync = self.ddp.no_sync if self.ddp is not None else contextlib.nullcontext
@@ -312,7 +250,7 @@ class Trainer:
         self.scaler.scale(loss).backward()
         return loss.detach() / weight, True
 
-    def step(self, batch: Batch) -> tuple[float, float]:
+    def step(self, batch: batch_loss.Batch) -> tuple[float, float]:
         config, state = self.config, self.state
         lr = config.lr * optim.lr_multiplier(state.step, self.total_steps, self.warmup)
         for group in self.optimizer.param_groups:
@@ -358,7 +296,7 @@ class Trainer:
                 plan = self.plan[state.epoch]
                 while state.batch_in_epoch < len(plan) and state.step < self.total_steps:
                     set_index, rows = plan[state.batch_in_epoch]
-                    batch = collate(self.train_sets[set_index], rows, pad_id, self.prompt_lengths, self.device,
+                    batch = batch_loss.collate(self.train_sets[set_index], rows, pad_id, self.prompt_lengths, self.device,
                                     self.context)
                     loss, lr = self.step(batch)
                     state.step += 1

@@ -5,13 +5,21 @@ with a part index (q, k, v) is one third of the fused `attn.qkv` projection, sta
 strict: every parameter of the encoder must be filled, with the right shape, and every checkpoint tensor must be
 either used or set aside as a pass-through (pooler, position_ids buffer), which `export_state_dict` writes back
 unchanged so an exported folder holds everything the checkpoint held.
+
+`read_checkpoint` reads a folder's weight files (safetensors, sharded safetensors whose shard names must stay in the
+folder, or a .bin through torch.load(weights_only=True)); `check_finite` refuses NaN/inf weights.
 """
 
 from __future__ import annotations
 
-import torch
+from pathlib import Path
 
+import torch
+from torch import nn
+
+from . import st_format
 from .encoder import Encoder
+from .errors import UserError
 
 _LAYER = "encoder.layer.{}."
 _FEED_FORWARD = {  # the same names in BERT and MPNet
@@ -125,3 +133,47 @@ def export_state_dict(encoder: Encoder, passthrough: dict[str, torch.Tensor]) ->
     for name, tensor in passthrough.items():
         out.setdefault(name, tensor.contiguous().cpu())
     return out
+
+
+def read_checkpoint(folder: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint folder: safetensors first (shard names must stay inside the folder); a .bin only
+    through torch.load(weights_only=True)."""
+    import pickle
+
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    single, index, pickled = folder / "model.safetensors", folder / "model.safetensors.index.json", folder / "pytorch_model.bin"
+    culprit = single if single.is_file() else index if index.is_file() else pickled
+    try:
+        if single.is_file():
+            return load_file(str(single))
+        if index.is_file():
+            weight_map = st_format.read_json(index, dict).get("weight_map")
+            if not isinstance(weight_map, dict) or not weight_map:
+                raise UserError(f"{index} has no weight_map object; re-download or re-export the model")
+            shards = sorted({st_format.inside(folder, name, index) for name in weight_map.values()})
+            for shard in shards:
+                culprit = shard
+                if not shard.is_file():
+                    raise UserError(f"{index} names shard {shard.name}, which is missing; re-download the model")
+            return {k: v for shard in shards for k, v in load_file(str(shard)).items()}
+        if pickled.is_file():
+            state = torch.load(pickled, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+                raise UserError(f"{pickled} holds no tensor dictionary; re-download or re-export the model")
+            return state
+    except (SafetensorError, OSError, RuntimeError, ValueError, KeyError, TypeError, AttributeError,
+            pickle.UnpicklingError, EOFError) as err:
+        raise UserError(f"{culprit} could not be read as weights ({str(err).splitlines()[0][:120] if str(err) else type(err).__name__}); "
+                        "re-download or re-export the model") from None
+    raise UserError(f"{folder} holds no weights (model.safetensors or pytorch_model.bin); "
+                    "pass a complete model folder")
+
+
+def check_finite(backbone: nn.Module, folder: Path) -> None:
+    """UserError when a weight of the model is NaN or infinite (a damaged download or a diverged run)."""
+    for name, tensor in backbone.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise UserError(f"{folder}: weight {name} holds NaN or infinite values; the model is damaged, "
+                            "re-download or re-export it")

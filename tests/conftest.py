@@ -34,9 +34,9 @@ def ir_data_dir(tmp_path_factory) -> Path:
     folder = _aipolicy_folder()
     if (folder / "test.json").is_file():
         return folder
-    from embedder import data
+    from embedder import stdlib_data
     folder = tmp_path_factory.mktemp("stdlib_data")
-    for split, ir in data.stdlib_dataset().items():
+    for split, ir in stdlib_data.stdlib_dataset().items():
         (folder / f"{split}.json").write_text(json.dumps(ir.to_json()), encoding="utf-8")
     return folder
 

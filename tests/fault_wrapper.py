@@ -17,7 +17,7 @@ from collections import namedtuple
 
 
 def plant(fault: str) -> None:
-    from embedder import st_format, trainer
+    from embedder import batch_loss, st_format, trainer
 
     if fault == "disk-full-at-save":
         def full(folder, **kwargs):
@@ -39,12 +39,12 @@ def plant(fault: str) -> None:
             return real_evaluate(self)
         trainer.Trainer.evaluate = evaluate
     elif fault == "nan-loss":
-        real = trainer.loss_function
+        real = batch_loss.loss_function
 
         def poisoned(*args, **kwargs):
             loss_of, weight = real(*args, **kwargs)
             return (lambda embeddings: loss_of(embeddings) * float("nan")), weight
-        trainer.loss_function = poisoned
+        batch_loss.loss_function = poisoned
     else:
         raise SystemExit(f"unknown fault {fault}")
 

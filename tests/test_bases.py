@@ -14,7 +14,7 @@ import torch
 
 import embedder
 from embedder import bases
-from embedder.pipeline import read_checkpoint
+from embedder.weights import read_checkpoint
 
 
 @pytest.mark.parametrize("name,sha", [("all-MiniLM-L6-v2", bases.PACKAGED["all-minilm-l6-v2"].sha256),

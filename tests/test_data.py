@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from embedder import data
+from embedder import data, stdlib_data
 from embedder.errors import UserError
 
 IR = {"questions": {"q1": "What is A?", "q2": "What is B?"}, "corpus": {"p1": "A is a letter.", "p2": "B too."},
@@ -114,7 +114,7 @@ def test_random_json_never_crashes_the_readers(tmp_path, value, as_lines):
 
 
 def test_stdlib_default_data_set():
-    sets = data.stdlib_dataset()
+    sets = stdlib_data.stdlib_dataset()
     assert {k: len(v.queries) for k, v in sets.items()} == {"test": 100, "val": 100, "train": 600}
     modules = {split: {qid[2:].rsplit(".", 1)[0] for qid in ir.queries} for split, ir in sets.items()}
     assert not modules["train"] & modules["test"] and not modules["train"] & modules["val"]
@@ -123,5 +123,5 @@ def test_stdlib_default_data_set():
         for qid, pids in ir.relevant.items():
             assert pids == ["p:" + qid[2:]]
             assert ir.queries[qid] not in " ".join(ir.corpus[pids[0]].split())  # its docstring was removed
-    data._stdlib_dataset.cache_clear()
-    assert data.stdlib_dataset()["test"].queries == sets["test"].queries  # deterministic: built again, the same
+    stdlib_data._stdlib_dataset.cache_clear()
+    assert stdlib_data.stdlib_dataset()["test"].queries == sets["test"].queries  # deterministic: built again, the same

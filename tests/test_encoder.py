@@ -8,7 +8,7 @@ from transformers.models.mpnet.modeling_mpnet import MPNetEncoder
 
 from embedder import weights
 from embedder.encoder import Encoder, EncoderConfig, relative_position_buckets
-from embedder.pipeline import read_checkpoint
+from embedder.weights import read_checkpoint
 
 TINY = dict(vocab_size=120, hidden_size=48, num_hidden_layers=3, num_attention_heads=4, intermediate_size=96,
             max_position_embeddings=80)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import REPO
-from embedder import checkpoints, trainer
+from embedder import batch_loss, checkpoints, trainer
 from embedder.recipe import TrainConfig, train
 
 
@@ -42,7 +42,7 @@ def test_sigint_saves_a_checkpoint_and_exits_cleanly(tiny_bert_folder, tmp_path)
 
 
 def test_persistent_nan_stops_with_the_last_good_checkpoint(tiny_bert_folder, tmp_path, monkeypatch):
-    real = trainer.loss_function
+    real = batch_loss.loss_function
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -52,7 +52,7 @@ def test_persistent_nan_stops_with_the_last_good_checkpoint(tiny_bert_folder, tm
             return (lambda embeddings: loss_of(embeddings) * float("nan")), weight
         return loss_of, weight
 
-    monkeypatch.setattr(trainer, "loss_function", poisoned)
+    monkeypatch.setattr(batch_loss, "loss_function", poisoned)
     config = TrainConfig(base=str(tiny_bert_folder), train=(str(_pairs(tmp_path)),), eval=(),
                          output=str(tmp_path / "model"), epochs=3, batch_size=8, matryoshka_dims=None, save_steps=2,
                          max_bad_steps=3)

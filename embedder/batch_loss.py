@@ -1,0 +1,81 @@
+"""A training batch on the device, and its loss.
+
+`collate` pads this process's slice of a global batch column by column (anchors, positives, negatives…);
+`ColumnEncoder` embeds every column in one call (one DDP forward per step); `loss_function` turns the column
+embeddings into this process's share of the batch loss: Σ_d w_d · MNRL(truncate_d(anchors), truncate_d(candidates))
+with candidates = positives then each negative column, gathered across processes under torchrun (see
+distributed.py for the weighting), duplicates masked when asked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from . import batching, distributed, losses
+from .train_config import TrainConfig
+
+class ColumnEncoder(torch.nn.Module):
+    """Embeds every column of a batch in one call (one DDP forward per step)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, columns: list[dict]) -> list[torch.Tensor]:
+        return [self.model(features) for features in columns]
+
+
+@dataclass
+class Batch:
+    columns: list[dict[str, torch.Tensor]]  # this process's rows, padded per column
+    text_ids: torch.Tensor  # (rows of the global batch, columns)
+    sizes: list[int]  # rows per process (one entry without torchrun)
+
+
+def collate(ds: batching.TokenizedPairs, rows: list[int], pad_id: int, prompt_lengths: list[int | None],
+            device: torch.device, context: distributed.Context = distributed.Context()) -> Batch:
+    """Pad this process's slice of the global batch `rows`, column by column."""
+    local = distributed.local_rows(rows, context.rank, context.world_size) if context.enabled else rows
+    columns = []
+    for col, prompt_length in enumerate(prompt_lengths):
+        features = batching.pad([ds.ids[col][r] for r in local], pad_id)
+        features = {k: v.to(device, non_blocking=True) for k, v in features.items()}
+        if prompt_length:
+            features["prompt_length"] = prompt_length
+        columns.append(features)
+    return Batch(columns, torch.from_numpy(ds.text_ids[rows]),
+                 distributed.slice_sizes(len(rows), context.world_size))
+
+
+def loss_function(batch: Batch, config: TrainConfig, dims, weights, context: distributed.Context):
+    """embeddings per column -> this process's share of the batch loss (see distributed.py for the weighting)."""
+    gather = context.enabled and config.gather_across_devices
+    offset = sum(batch.sizes[:context.rank]) if gather else 0
+    n_local = batch.sizes[context.rank] if context.enabled else sum(batch.sizes)
+    weight = n_local * context.world_size / sum(batch.sizes) if gather else 1.0
+    local_rows = slice(None)
+    if context.enabled and not gather:
+        start = sum(batch.sizes[:context.rank])
+        local_rows = slice(start, start + n_local)
+
+    def loss_of(embeddings: list[torch.Tensor]) -> torch.Tensor:
+        anchors, columns = embeddings[0], embeddings[1:]  # (B, D) and (B, D) per candidate column
+        if gather:
+            columns = [distributed.gather_with_grad(c, batch.sizes) for c in columns]
+        candidates = torch.cat(columns, dim=0)  # positives first, then each negative column
+        mask = None
+        if config.mask_duplicates:
+            ids = batch.text_ids if gather else batch.text_ids[local_rows]
+            mask = losses.duplicate_mask(ids[:, 1:].T.reshape(-1), anchors.shape[0], offset).to(anchors.device)
+        if dims:
+            loss = losses.matryoshka_loss(anchors, candidates, dims, weights, config.scale, mask, offset)
+        else:
+            loss = losses.mnrl_loss(anchors, candidates, config.scale, mask, offset)
+        return loss * weight
+
+    return loss_of, weight
+
+
+__all__ = ["Batch", "ColumnEncoder", "collate", "loss_function"]
