@@ -34,7 +34,7 @@ def parse_dims(text: str | None) -> list[int]:
 
 def run(models, data, dims, json_out, batch_size, precision, per_query_out, device):
     import embedder
-    from embedder import data as datasets
+    from embedder import data_specs as datasets
     from embedder.evaluation import InformationRetrievalEvaluator, format_table
 
     if batch_size <= 0:
@@ -58,7 +58,7 @@ def run(models, data, dims, json_out, batch_size, precision, per_query_out, devi
         for set_name, ir in sets:
             evaluator = InformationRetrievalEvaluator(
                 ir.queries, ir.corpus, ir.relevant, name=set_name if len(sets) > 1 else "",
-                dims=(None, *dims), batch_size=batch_size, precision=precision)
+                dims=(None, *dims), batch_size=batch_size, compute_precision=precision)
             metrics, per_query = evaluator.evaluate(model)
             results[name].update(metrics)
             keys += [k for k in metrics if k not in keys]

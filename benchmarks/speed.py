@@ -96,7 +96,7 @@ def random_model(shape: Path, out: Path) -> None:
 
 
 def load_pairs(spec: str, max_pairs: int | None) -> list[tuple[str, str]]:
-    from embedder.recipe import load_train
+    from embedder.data_specs import load_train
     rows = [(r[0], r[1]) for r in load_train(spec).rows]
     return rows[:max_pairs] if max_pairs else rows
 
@@ -166,7 +166,7 @@ def encode_worker(system, model_dir, texts, batch_size, precision, device) -> di
     if system == "embedder":
         import embedder
         model = embedder.load(model_dir, device=device)
-        encode = lambda items: model.encode(items, batch_size=batch_size, precision=precision)  # noqa: E731
+        encode = lambda items: model.encode(items, batch_size=batch_size, compute_precision=precision)  # noqa: E731
     else:
         from sentence_transformers import SentenceTransformer
         model = SentenceTransformer(model_dir, device=device)
@@ -249,7 +249,7 @@ def run(models, batch_sizes, precisions, steps, warmup, repeats, dims, data, max
         shapes_dir, cpu_smoke, out):
     """Measure and print the tables."""
     import torch
-    from embedder.recipe import default_dims
+    from embedder.plan import default_dims
     device = "cuda" if torch.cuda.is_available() and not cpu_smoke else "cpu"
     if cpu_smoke:
         models, batch_sizes, precisions, steps, warmup, repeats = "tiny", "4", "fp32", 4, 1, 1

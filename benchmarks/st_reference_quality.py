@@ -34,7 +34,7 @@ def main(base, data, batch_size, epochs, dims, seed):
     from embedder import bases
     from embedder.data import load_ir
     from st_trainer import st_trainer
-    from embedder.recipe import load_train
+    from embedder.data_specs import load_train
 
     pairs = [(row[0], row[1]) for row in load_train(str(Path(data) / "train.json")).rows]
     test = load_ir(Path(data) / "test.json")

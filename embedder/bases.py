@@ -24,8 +24,8 @@ from importlib import metadata
 from pathlib import Path, PurePosixPath
 
 from .errors import UserError
+from .hub import ST_ORG, cached_folder, cached_names, download, hub_offline, repo_id
 
-ST_ORG = "sentence-transformers"
 
 
 @dataclass(frozen=True)
@@ -163,42 +163,25 @@ def _unzip_mpnet(model: PackagedModel) -> Path | None:
     return _verify(final, model)
 
 
+def packaged_model(name: str) -> PackagedModel | None:
+    """The packaged model a name means: `all-MiniLM-L6-v2` or `sentence-transformers/all-MiniLM-L6-v2`, any case."""
+    org, _, short = name.rpartition("/")
+    return PACKAGED.get(short.lower()) if org in ("", ST_ORG) else None
+
+
+def is_installed(model: PackagedModel) -> bool:
+    return _distribution_file(model.distributions[0], "") is not None
+
+
 def packaged_folder(name: str) -> Path | None:
     """The verified folder of a packaged base model, or None when its packages are not installed."""
-    org, _, short = name.rpartition("/")
-    model = PACKAGED.get(short.lower())
-    if model is None or org not in ("", ST_ORG):
+    model = packaged_model(name)
+    if model is None:
         return None
     if model.name == "all-MiniLM-L6-v2":
         weights = _distribution_file(model.distributions[0], "model/model.safetensors")
         return _verify(weights.parent, model) if weights else None
     return _unzip_mpnet(model)
-
-
-def _repo_id(name: str) -> str:
-    return name if "/" in name else f"{ST_ORG}/{name}"
-
-
-def _hf_cached_folder(name: str) -> Path | None:
-    try:
-        from huggingface_hub import snapshot_download
-        return Path(snapshot_download(_repo_id(name), local_files_only=True))
-    except Exception:
-        return None
-
-
-def _hub_download(name: str) -> Path | None:
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        return None
-    try:
-        from huggingface_hub import snapshot_download
-        patterns = ["*.json", "*.safetensors", "*.txt", "*.model", "1_Pooling/*", "README.md"]
-        folder = Path(snapshot_download(_repo_id(name), allow_patterns=patterns))
-        if not any(folder.glob("*.safetensors")):
-            folder = Path(snapshot_download(_repo_id(name), allow_patterns=patterns + ["pytorch_model.bin"]))
-        return folder
-    except Exception:
-        return None
 
 
 def resolve(name_or_path: str) -> Path:
@@ -214,30 +197,11 @@ def resolve(name_or_path: str) -> Path:
     # a hub id is "name" or "org/name"; anything else that does not exist is a mistyped path
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1 or "\\" in name_or_path:
         raise UserError(f"model folder {name_or_path} does not exist; check the path")
-    for find in (_hf_cached_folder, packaged_folder, _hub_download):
+    for find in (cached_folder, packaged_folder, download):
         folder = find(name_or_path)
         if folder is not None:
             return folder
     raise UserError(unknown_model_message(name_or_path))
-
-
-def _has_distribution(name: str) -> bool:
-    try:
-        metadata.distribution(name)
-        return True
-    except metadata.PackageNotFoundError:
-        return False
-
-
-def _cached_names() -> list[str]:
-    """Model names in the local Hugging Face cache (short names for sentence-transformers' own)."""
-    root = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
-                / "hub")
-    names = []
-    for folder in root.glob("models--*") if root.is_dir() else ():
-        repo = folder.name[len("models--"):].replace("--", "/")
-        names += [repo, repo.split("/", 1)[1]] if repo.startswith(ST_ORG + "/") else [repo]
-    return names
 
 
 def check_name(name_or_path: str) -> None:
@@ -245,26 +209,27 @@ def check_name(name_or_path: str) -> None:
     that is no folder, no installed packaged model, not in the Hugging Face cache, while the hub is off."""
     if os.path.exists(os.path.expanduser(name_or_path)):
         return
-    short = name_or_path.rpartition("/")[2] if name_or_path.startswith(ST_ORG + "/") else name_or_path
-    model = PACKAGED.get(short.lower())
-    if model is not None and _has_distribution(model.distributions[0]):
+    model = packaged_model(name_or_path)
+    if model is not None and is_installed(model):
         return
-    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
-    if offline and name_or_path not in _cached_names():
+    if hub_offline() and name_or_path not in cached_names():
         raise UserError(unknown_model_message(name_or_path))
 
 
-def unknown_model_message(name: str) -> str:
-    """One line: the closest known name ("did you mean"), and advice that fits what is installed."""
+def unknown_model_message(name: str, online: bool | None = None) -> str:
+    """One line: the closest known name ("did you mean"), and advice that fits what is installed. online: None
+    when the hub was not tried (HF_HUB_OFFLINE), else whether it answered."""
     import difflib
-    installed = [m.name for m in PACKAGED.values() if _has_distribution(m.distributions[0])]
+    installed = [m.name for m in PACKAGED.values() if is_installed(m)]
     missing = [m for m in PACKAGED.values() if m.name not in installed]
-    known = installed + [m.name for m in missing] + _cached_names()
+    known = installed + [m.name for m in missing] + cached_names()
     lowered = {k.lower(): k for k in known}
     close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.75)
-    message = f"unknown model {name!r}: no such folder, not in the Hugging Face cache, no packaged weights and no hub access"
-    short = name.rpartition("/")[2] if name.startswith(ST_ORG + "/") else name
-    model = PACKAGED.get(short.lower())
+    hub = {None: "and the hub is off (HF_HUB_OFFLINE)",
+           True: f"and the hub has no {repo_id(name)!r} (if it is private, log in: hf auth login or HF_TOKEN)",
+           False: "and the hub cannot be reached (no network: connect, or pass a model folder)"}[online]
+    message = f"unknown model {name!r}: no such folder, not in the Hugging Face cache, no packaged weights, {hub}"
+    model = packaged_model(name)
     if model is not None and model.name not in installed:
         return f"{message}; the weights of {model.name} are not installed: {model.install} --no-deps"
     if close:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from . import batching, distributed, losses
+from .plan import Plan
 from .train_config import TrainConfig
 
 class ColumnEncoder(torch.nn.Module):
@@ -49,9 +50,10 @@ def collate(ds: batching.TokenizedPairs, rows: list[int], pad_id: int, prompt_le
                  distributed.slice_sizes(len(rows), context.world_size))
 
 
-def loss_function(batch: Batch, config: TrainConfig, dims, weights, context: distributed.Context):
-    """embeddings per column -> this process's share of the batch loss (see distributed.py for the weighting)."""
-    gather = context.enabled and config.gather_across_devices
+def loss_function(batch: Batch, config: TrainConfig, plan: Plan, context: distributed.Context):
+    """(loss_of, weight): loss_of(embeddings per column) is the mean loss over this process's anchors; the
+    backward runs on loss · weight, this process's share of the global batch (see distributed.py)."""
+    gather = plan.gather_across_devices
     offset = sum(batch.sizes[:context.rank]) if gather else 0
     n_local = batch.sizes[context.rank] if context.enabled else sum(batch.sizes)
     weight = n_local * context.world_size / sum(batch.sizes) if gather else 1.0
@@ -69,11 +71,9 @@ def loss_function(batch: Batch, config: TrainConfig, dims, weights, context: dis
         if config.mask_duplicates:
             ids = batch.text_ids if gather else batch.text_ids[local_rows]
             mask = losses.duplicate_mask(ids[:, 1:].T.reshape(-1), anchors.shape[0], offset).to(anchors.device)
-        if dims:
-            loss = losses.matryoshka_loss(anchors, candidates, dims, weights, config.scale, mask, offset)
-        else:
-            loss = losses.mnrl_loss(anchors, candidates, config.scale, mask, offset)
-        return loss * weight
+        if plan.dims:
+            return losses.matryoshka_loss(anchors, candidates, plan.dims, plan.weights, config.scale, mask, offset)
+        return losses.mnrl_loss(anchors, candidates, config.scale, mask, offset)
 
     return loss_of, weight
 

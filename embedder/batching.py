@@ -28,7 +28,6 @@ class TokenizedPairs:
     columns: tuple[str, ...]
     ids: list[list[list[int]]]  # [column][row] -> token ids
     text_ids: np.ndarray  # (rows, columns) int: equal texts share an id
-    texts: list[tuple[str, ...]]
 
     def __len__(self) -> int:
         return len(self.text_ids)
@@ -43,7 +42,7 @@ class TokenizedPairs:
         vocabulary: dict[str, int] = {}
         text_ids = np.array([[vocabulary.setdefault(text, len(vocabulary)) for text in row] for row in pairs.rows],
                             dtype=np.int64).reshape(len(pairs.rows), n_cols)
-        return cls(pairs.source, pairs.columns, ids, text_ids, pairs.rows)
+        return cls(pairs.source, pairs.columns, ids, text_ids)
 
 
 def _permutation(n: int, seed: int, epoch: int) -> list[int]:
@@ -100,8 +99,9 @@ def duplicate_share(text_ids: np.ndarray, batch_size: int, seed: int = 0, trials
 
 
 def pad(sequences: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded input_ids and attention_mask (B, L_max) for one column of a batch."""
-    length = max(len(s) for s in sequences)
+    """Right-padded input_ids and attention_mask (B, L_max) for one column of a batch; (0, 1) for no rows (a
+    torchrun process with nothing of a short last batch still runs the step with the others)."""
+    length = max((len(s) for s in sequences), default=1)
     ids = np.full((len(sequences), length), pad_id, dtype=np.int64)
     mask = np.zeros((len(sequences), length), dtype=np.int64)
     for row, seq in enumerate(sequences):

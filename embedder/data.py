@@ -9,8 +9,9 @@ Formats read (every mistake is a UserError naming the file, the record and the f
   negatives where n is the smallest negative count in the file (MNRL needs the same columns in every row).
 An IR set becomes training pairs as one (question, passage) row per relevant passage, questions in file order.
 
-The embedded default data set (`stdlib[:split]`) is built in embedder/stdlib_data.py;
-`python -m embedder.data stdlib --out DIR` writes it as IR JSON.
+What a --train/--eval value names (a file, the embedded default data set `stdlib[:split]` built in
+embedder/stdlib_data.py, or data in memory) is resolved in embedder/data_specs.py;
+`python -m embedder.data stdlib --out DIR` writes the default data set as IR JSON.
 """
 
 from __future__ import annotations
@@ -278,55 +279,6 @@ def load_training_file(path: str | Path) -> PairDataset:
     return pairs
 
 
-DEFAULT_DATA = "stdlib"
-
-
-def is_default_spec(spec: str) -> bool:
-    """Whether a data spec names the embedded default data set (`stdlib` or `stdlib:split`)."""
-    return spec == DEFAULT_DATA or spec.startswith(DEFAULT_DATA + ":")
-
-
-def set_name(spec: str) -> str:
-    """A short name for a data spec, used to prefix its metrics: the file stem, or stdlib_test."""
-    return Path(spec).stem if spec.endswith((".json", ".jsonl")) else spec.replace(":", "_")
-
-
-def load_eval_set(spec: str) -> IRDataset:
-    """An IR set from a path, or `stdlib[:split]` for the embedded default (split defaults to test)."""
-    if is_default_spec(spec):
-        from .stdlib_data import SPLIT_SIZES, stdlib_dataset
-        split = spec.partition(":")[2] or "test"
-        if split not in SPLIT_SIZES:
-            raise UserError(f"unknown split {split!r} of the default data; use one of {', '.join(SPLIT_SIZES)}")
-        return stdlib_dataset()[split]
-    return load_ir(spec)
-
-
-def _main():
-    import click
-
-    @click.group()
-    def cli():
-        """Data-set utilities."""
-
-    from .stdlib_data import SPLIT_SIZES, stdlib_dataset
-
-    @cli.command("stdlib")
-    @click.option("--out", required=True, type=click.Path(file_okay=False), help="folder for train/val/test.json")
-    def write_stdlib(out):
-        """Write the embedded default data set as IR JSON files."""
-        folder = Path(out)
-        existing = [name for name in SPLIT_SIZES if (folder / f"{name}.json").exists()]
-        if existing:
-            click.echo(f"error: --out {folder} already holds {existing[0]}.json; choose an empty folder", err=True)
-            raise SystemExit(2)
-        folder.mkdir(parents=True, exist_ok=True)
-        for split, ir in stdlib_dataset().items():
-            (folder / f"{split}.json").write_text(json.dumps(ir.to_json(), indent=1, ensure_ascii=False), encoding="utf-8")
-            print(f"{folder / (split + '.json')}: {len(ir.queries)} queries, {len(ir.corpus)} passages")
-
-    cli()
-
-
-if __name__ == "__main__":
-    _main()
+if __name__ == "__main__":  # python -m embedder.data stdlib --out DIR
+    from .stdlib_data import main
+    main()

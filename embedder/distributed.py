@@ -28,7 +28,6 @@ from .errors import UserError
 class Context:
     rank: int = 0
     world_size: int = 1
-    local_rank: int = 0
 
     @property
     def enabled(self) -> bool:
@@ -60,7 +59,7 @@ def setup(device: str | None = None) -> tuple[Context, str | None]:
         device = f"cuda:{local_rank}"
     else:
         device = "cpu"
-    return Context(rank, world, local_rank), device
+    return Context(rank, world), device
 
 
 def _env_int(name: str, default: int | None) -> int | None:

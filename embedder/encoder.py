@@ -141,12 +141,23 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)  # [W_q; W_k; W_v]
         self.out = nn.Linear(config.hidden_size, config.hidden_size)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        B, L, D = x.shape
-        # (B, L, 3D) -> 3 x (B, H, L, d_head)
-        q, k, v = self.qkv(x).view(B, L, 3, self.num_heads, D // self.num_heads).permute(2, 0, 3, 1, 4)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, packed: tuple | None = None) -> torch.Tensor:
+        """softmax(q kᵀ / √d_head + mask) v per head, then the output projection. x is (B, L, D); or, with
+        packed = (index, B, L), the real tokens only (T, D): the projections run on T rows and attention on the
+        padded (B, L) view, `index` giving each token's place in the flattened batch."""
+        qkv = self.qkv(x)  # [q; k; v]
+        if packed is not None:
+            index, B, L = packed
+            qkv = qkv.new_zeros(B * L, qkv.shape[1]).index_copy(0, index, qkv)
+        else:
+            B, L = x.shape[:2]
+        D = qkv.shape[-1] // 3
+        # -> 3 x (B, H, L, d_head)
+        q, k, v = qkv.view(B, L, 3, self.num_heads, D // self.num_heads).permute(2, 0, 3, 1, 4)
         dropout = self.dropout if self.training else 0.0
         context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)  # (B, H, L, d_head)
+        if packed is not None:
+            return self.out(context.transpose(1, 2).reshape(B * L, D).index_select(0, index))  # (T, D)
         return self.out(context.transpose(1, 2).reshape(B, L, D))
 
 
@@ -162,26 +173,10 @@ class Layer(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout)
         self.activation = _ACTIVATIONS[config.activation]
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = self.attn_norm(x + self.dropout(self.attn(x, mask)))
-        return self.feed_forward(h)
-
-    def feed_forward(self, h: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, packed: tuple | None = None) -> torch.Tensor:
+        """Post-LN block: h = LN(x + attn(x)); LN(h + W_out act(W_in h)). x: (B, L, D), or (T, D) with packed."""
+        h = self.attn_norm(x + self.dropout(self.attn(x, mask, packed)))
         return self.ffn_norm(h + self.dropout(self.ffn_out(self.activation(self.ffn_in(h)))))
-
-    def forward_packed(self, x: torch.Tensor, mask: torch.Tensor, index: torch.Tensor, shape) -> torch.Tensor:
-        """x (T, D): the real tokens only. Attention runs on a padded (B, L) view; every other op on T rows."""
-        B, L = shape
-        attn = self.attn
-        qkv = attn.qkv(x)  # (T, 3D)
-        padded = qkv.new_zeros(B * L, qkv.shape[1]).index_copy(0, index, qkv)
-        D = x.shape[1]
-        q, k, v = padded.view(B, L, 3, attn.num_heads, D // attn.num_heads).permute(2, 0, 3, 1, 4)
-        dropout = attn.dropout if self.training else 0.0
-        context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)  # (B, H, L, d_head)
-        context = context.transpose(1, 2).reshape(B * L, D).index_select(0, index)  # (T, D)
-        h = self.attn_norm(x + self.dropout(attn.out(context)))
-        return self.feed_forward(h)
 
 
 class Encoder(nn.Module):
@@ -240,5 +235,5 @@ class Encoder(nn.Module):
         index = keep.flatten().nonzero().squeeze(1)  # (T,) positions of real tokens in the flattened batch
         x = x.reshape(B * L, D).index_select(0, index)  # (T, D)
         for layer in self.layers:
-            x = layer.forward_packed(x, mask, index, (B, L))
+            x = layer(x, mask, (index, B, L))
         return x.new_zeros(B * L, D).index_copy(0, index, x).view(B, L, D)

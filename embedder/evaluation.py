@@ -18,7 +18,7 @@ truncation (the embedding's first d entries, then scored as above) and `{name}_`
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -40,6 +40,13 @@ def metric_names(accuracy_at_k=(1, 3, 5, 10), precision_recall_at_k=(1, 3, 5, 10
         names += [f"{score}_mrr@{k}" for k in mrr_at_k]
         names += [f"{score}_map@{k}" for k in map_at_k]
     return names
+
+
+def prefixed_metric_names(name: str = "", dims: tuple[int | None, ...] = (None,), **cutoffs) -> list[str]:
+    """Metric keys as an evaluator reports them: `{name}_` for a named set, `dim_{d}_` for a truncated dimension."""
+    base = metric_names(**cutoffs)
+    prefix = f"{name}_" if name else ""
+    return [prefix + (f"dim_{d}_" if d else "") + key for d in dims for key in base]
 
 
 def score(name: str, queries: torch.Tensor, passages: torch.Tensor) -> torch.Tensor:
@@ -89,7 +96,6 @@ class Ranking:
     corpus_index: np.ndarray
     relevant: np.ndarray  # bool (Q, k)
     num_relevant: np.ndarray  # |R| per query
-    scores: np.ndarray = field(default=None)
 
 
 def metrics_from_ranking(ranking: Ranking, accuracy_at_k=(1, 3, 5, 10), precision_recall_at_k=(1, 3, 5, 10),
@@ -127,7 +133,7 @@ class InformationRetrievalEvaluator:
                  name: str = "", dims: tuple[int | None, ...] = (None,), batch_size: int = 32,
                  corpus_chunk_size: int = 50_000, score_functions=SCORE_FUNCTIONS, accuracy_at_k=(1, 3, 5, 10),
                  precision_recall_at_k=(1, 3, 5, 10), mrr_at_k=(10,), ndcg_at_k=(10,), map_at_k=(100,),
-                 query_prompt: str | None = None, corpus_prompt: str | None = None, precision: str = "fp32",
+                 query_prompt: str | None = None, corpus_prompt: str | None = None, compute_precision: str = "fp32",
                  show_progress_bar: bool = False):
         self.query_ids = [qid for qid in queries if relevant_docs.get(qid)]
         self.queries = [queries[qid] for qid in self.query_ids]
@@ -143,7 +149,7 @@ class InformationRetrievalEvaluator:
                             mrr_at_k=mrr_at_k, ndcg_at_k=ndcg_at_k, map_at_k=map_at_k)
         self.max_k = max(max(v) for v in self.cutoffs.values())
         self.query_prompt, self.corpus_prompt = query_prompt, corpus_prompt
-        self.precision = precision
+        self.compute_precision = compute_precision
         self.show_progress_bar = show_progress_bar
         order = sorted(range(len(self.corpus_ids)), key=self.corpus_ids.__getitem__)
         self.id_ranks = torch.empty(len(order), dtype=torch.long)
@@ -151,13 +157,11 @@ class InformationRetrievalEvaluator:
         self.position_of_rank = torch.tensor(order, dtype=torch.long)
 
     def metric_keys(self) -> list[str]:
-        base = metric_names(score_functions=self.score_functions, **self.cutoffs)
-        prefix = f"{self.name}_" if self.name else ""
-        return [prefix + (f"dim_{d}_" if d else "") + key for d in self.dims for key in base]
+        return prefixed_metric_names(self.name, self.dims, score_functions=self.score_functions, **self.cutoffs)
 
     def _encode(self, model, texts, prompt):
         return model.encode(texts, batch_size=self.batch_size, convert_to_numpy=False, prompt=prompt,
-                            precision=self.precision, show_progress_bar=self.show_progress_bar).float()
+                            compute_precision=self.compute_precision, show_progress_bar=self.show_progress_bar).float()
 
     def rankings(self, model) -> dict[tuple[int | None, str], Ranking]:
         """Top-k rankings per (dimension, score function), the corpus encoded chunk by chunk."""
@@ -173,7 +177,7 @@ class InformationRetrievalEvaluator:
             relevant = np.array([[self.corpus_ids[i] in self.relevant[qid] for i in row]
                                  for qid, row in zip(self.query_ids, index)], dtype=bool).reshape(index.shape)
             counts = np.array([len(self.relevant[qid]) for qid in self.query_ids])
-            out[key] = Ranking(index, relevant, counts, topk.scores.numpy())
+            out[key] = Ranking(index, relevant, counts)
         return out
 
     def __call__(self, model) -> dict[str, float]:

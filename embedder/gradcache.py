@@ -27,9 +27,13 @@ def _set_rng_state(state, device: torch.device) -> None:
         torch.cuda.set_rng_state(state[1], device)
 
 
+def _starts(features: dict, size: int) -> range:
+    """Where each mini-batch starts; one (empty) mini-batch for no rows, so every process runs the same passes."""
+    return range(0, max(features["input_ids"].shape[0], 1), size)
+
+
 def _chunks(features: dict, size: int):
-    n = features["input_ids"].shape[0]
-    for start in range(0, n, size):
+    for start in _starts(features, size):
         yield {k: v[start:start + size] if torch.is_tensor(v) and v.dim() > 0 else v for k, v in features.items()}
 
 
@@ -58,8 +62,7 @@ def cached_forward_backward(model, columns: list[dict], loss_of_embeddings, mini
     scale_loss(loss).backward()
     grads = [embeddings.grad for embeddings in cached]
     chunks = [(col, start, chunk) for col, features in enumerate(columns)
-              for start, chunk in zip(range(0, features["input_ids"].shape[0], mini_batch_size),
-                                      _chunks(features, mini_batch_size))]
+              for start, chunk in zip(_starts(features, mini_batch_size), _chunks(features, mini_batch_size))]
     after = _rng_state(device)
     for index, ((col, start, chunk), state) in enumerate(zip(chunks, states)):
         _set_rng_state(state, device)

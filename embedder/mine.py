@@ -117,7 +117,7 @@ def main(model, data, out, num_negatives, range_min, range_max, margin, batch_si
     """Mine hard negatives for training pairs."""
     with one_line_errors():
         import embedder
-        from embedder.data import is_default_spec, load_eval_set
+        from embedder.data_specs import is_default_spec, load_eval_set
         from embedder.output_paths import check_output
         for flag, value in (("--num-negatives", num_negatives), ("--range-max", range_max), ("--batch-size", batch_size)):
             if value < 1:

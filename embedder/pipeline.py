@@ -13,7 +13,6 @@ input order.
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from .encoder import Encoder, EncoderConfig
 from .errors import UserError
 from .normalize import Normalize
 from .pooling import Pooling
+from .precision import autocast as precision_autocast
 from .similarity import similarity
 from .tokenizer import TOKENIZER_FILES, TextTokenizer
 
@@ -75,7 +75,7 @@ def resolve_device(name: str | torch.device | None, flag: str = "--device") -> t
 class Embedder(nn.Module):
     def __init__(self, tokenizer: TextTokenizer, backbone: nn.Module, pooling: Pooling, normalize: bool, *,
                  source_dir: Path, hf_config: dict, passthrough: dict | None = None, prompts: dict | None = None,
-                 default_prompt_name: str | None = None, name: str = "", similarity_fn_name: str | None = None):
+                 default_prompt_name: str | None = None, similarity_fn_name: str | None = None):
         super().__init__()
         self.tokenizer = tokenizer
         self.backbone = backbone
@@ -86,7 +86,6 @@ class Embedder(nn.Module):
         self.passthrough = passthrough or {}
         self.prompts = dict(prompts or {})
         self.default_prompt_name = default_prompt_name
-        self.name = name
         self.similarity_fn_name = similarity_fn_name or "cosine"
 
     # ----- loading -------------------------------------------------------------------------------------------
@@ -143,7 +142,7 @@ class Embedder(nn.Module):
             raise UserError(f"pooling config of {folder}: {err}; repair 1_Pooling/config.json") from None
         model = cls(tokenizer, backbone, pooling, layout.normalize,
                     source_dir=layout.transformer_dir, hf_config=hf_config, passthrough=passthrough,
-                    prompts=layout.prompts, default_prompt_name=layout.default_prompt_name, name=str(name_or_path),
+                    prompts=layout.prompts, default_prompt_name=layout.default_prompt_name,
                     similarity_fn_name=layout.similarity_fn_name)
         return model.to(device).eval()
 
@@ -204,9 +203,12 @@ class Embedder(nn.Module):
     @torch.inference_mode()
     def encode(self, texts, batch_size: int = 32, convert_to_numpy: bool = True, normalize_embeddings: bool = False,
                truncate_dim: int | None = None, show_progress_bar: bool | None = None, prompt: str | None = None,
-               prompt_name: str | None = None, precision: str = "fp32", convert_to_tensor: bool = False):
+               prompt_name: str | None = None, precision: str = "float32", convert_to_tensor: bool = False,
+               compute_precision: str = "fp32"):
         """Embeddings of `texts` as a float32 numpy array (n, dim), or a tensor with convert_to_tensor=True (or
-        convert_to_numpy=False); one string gives one vector (dim,), as in ST."""
+        convert_to_numpy=False); one string gives one vector (dim,), as in ST. `precision` is ST's output
+        quantisation (only "float32" here); `compute_precision` (fp32, bf16, fp16) is the autocast the model runs
+        under (see embedder/precision.py)."""
         single = isinstance(texts, str)
         if single:
             texts = [texts]
@@ -215,6 +217,9 @@ class Embedder(nn.Module):
         texts = list(texts)
         if batch_size <= 0:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        if precision != "float32":
+            raise ValueError(f"precision={precision!r}: quantised embeddings are not supported, only 'float32'; "
+                             "for bf16/fp16 computation pass compute_precision")
         prompt = self.resolve_prompt(prompt, prompt_name)
         was_training = self.training
         self.eval()
@@ -224,7 +229,7 @@ class Embedder(nn.Module):
             from tqdm.auto import tqdm
             batches = tqdm(batches, desc="Batches")
         device = self.device
-        autocast = precision_context(device, precision)
+        autocast = precision_autocast(device, compute_precision)
         chunks = []
         for start in batches:
             features = self.tokenize([texts[i] for i in order[start:start + batch_size]], prompt)
@@ -272,16 +277,6 @@ class Embedder(nn.Module):
                 (folder / name).write_text(text, encoding="utf-8")
 
         st_format.write_atomically(Path(path), fill)
-
-
-def precision_context(device: torch.device, precision: str):
-    """autocast for bf16/fp16 on CUDA (and bf16 on CPU); a null context for fp32."""
-    if precision in ("fp32", "float32", None):
-        return contextlib.nullcontext()
-    dtype = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}.get(precision)
-    if dtype is None:
-        raise ValueError(f"unknown precision {precision!r}; use fp32, bf16 or fp16")
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def load(name_or_path: str, device: str | torch.device | None = None) -> Embedder:

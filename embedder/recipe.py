@@ -1,16 +1,16 @@
-"""A whole training run, from a TrainConfig to a saved sentence-transformers folder: what `train.py` and the Python
-API call.
+"""A whole training run, from settings to a saved sentence-transformers folder: what `train.py` and the Python API
+(`embedder.fit`) call.
 
-    from embedder.recipe import train
-    from embedder.train_config import TrainConfig
-    train(TrainConfig(base="all-MiniLM-L6-v2", train=("train.json",), eval=("val.json",), output="out/m", epochs=1))
+    import embedder
+    result = embedder.fit(base="all-MiniLM-L6-v2", train="train.json", eval="val.json", output="out/m", epochs=1)
+    result.model.encode(["a question"]); result.metrics["cosine_map@100"]
 
-Order: every cheap check first, reported together (the model name, the output location, every data file); then the
-model and the resolved Matryoshka settings; the evaluators; the Trainer (embedder/trainer.py), which plans the
-batches; free disk space; resume; the base evaluation; training; the end-of-training checkpoint; the final
-evaluation, the model card and the model folder. SIGINT and SIGTERM stop it as embedder/stop_signals.py describes,
-and nothing trained is thrown away (see `_train`). User mistakes are UserError (one line each); a stopped run is
-TrainingStopped.
+Order: every cheap check first, reported together (the model name, the output location, every data set); then
+the model and the resolved plan (embedder/plan.py: every derived setting, checked once); the evaluators; the
+Trainer (embedder/trainer.py), which plans the batches; free disk space; resume; the base evaluation; training;
+the end-of-training checkpoint; the final evaluation, the model card and the model folder. SIGINT and SIGTERM stop
+it as embedder/stop_signals.py describes, and nothing trained is thrown away (see `_train`). User mistakes are
+UserError (one line each); a stopped run is TrainingStopped.
 """
 
 from __future__ import annotations
@@ -20,22 +20,27 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import output_paths
+from . import data_specs, output_paths
 from .errors import UserError, collect_errors
+from .plan import Plan, default_dims
 from .progress import Progress
 from .stop_signals import Interrupted, StopSignals
 from .train_config import TrainConfig
 from .trainer import TrainingStopped
 
-SEED_DIMS = (768, 512, 256, 128, 64)
 
-
-def default_dims(width: int) -> tuple[int, ...]:
-    """The seeds' nested dims for the model's width: 768,512,256,128,64 or 384,256,128,64."""
-    return (width,) + tuple(d for d in SEED_DIMS if d < width)
+@dataclass
+class TrainingResult:
+    """What a run returns: the trained model (the best by the selection metric unless --keep-last), the metrics of
+    the base and of the trained model on the eval sets, the plan it ran, and where it was saved."""
+    model: object
+    metrics: dict = field(default_factory=dict)
+    base_metrics: dict = field(default_factory=dict)
+    plan: Plan | None = None
+    output: str = ""
 
 
 def echo_lines(*args, err: bool = False, **kwargs) -> None:
@@ -43,11 +48,31 @@ def echo_lines(*args, err: bool = False, **kwargs) -> None:
     print(*args, file=sys.stderr if err else sys.stdout, flush=True)
 
 
+def fit(echo=echo_lines, **settings) -> TrainingResult:
+    """Fine-tune and save, from Python. Keyword arguments are TrainConfig's fields (the command line's flags with
+    underscores: base, output, epochs, batch_size, lr, matryoshka_dims, …). `train` and `eval` take a file path, a
+    list of paths, or data in memory: a list of (anchor, positive[, negative…]) tuples, or an IR dict
+    {"questions", "corpus", "relevant_contexts"} (see embedder/data_specs.py); eval=None evaluates nothing.
+    Mistakes raise embedder.UserError with the command line's one-line messages."""
+    unknown = sorted(set(settings) - set(TrainConfig.__dataclass_fields__))
+    if unknown:
+        raise UserError(f"fit(): unknown setting {unknown[0]!r}; settings are TrainConfig's fields: "
+                        f"{', '.join(TrainConfig.__dataclass_fields__)}")
+    if "train" in settings:
+        settings["train"] = data_specs.from_memory(settings["train"], "train", "pairs")
+    if "eval" in settings:
+        settings["eval"] = data_specs.from_memory(settings["eval"], "eval", "ir")
+    elif "train" in settings:
+        settings["eval"] = ()  # the default data's val split belongs to the default training data
+    if "output" not in settings:
+        settings["output"] = f"output/{Path(str(settings.get('base', TrainConfig.base)).rstrip('/')).name}-finetuned"
+    return train(TrainConfig(**settings), echo=echo)
+
+
 def run_inputs(config: TrainConfig) -> list[tuple[str, str]]:
     """The files and folders this run reads, which no output may overwrite."""
-    from . import data
     named = [("--train", spec) for spec in config.train] + [("--eval", spec) for spec in config.eval]
-    inputs = [(flag, spec) for flag, spec in named if not data.is_default_spec(spec)]
+    inputs = [(flag, spec) for flag, spec in named if data_specs.is_file_spec(spec)]
     if os.path.exists(os.path.expanduser(config.base)):  # False, not an error, for a name the OS rejects
         inputs.append(("--base", config.base))
     return inputs
@@ -86,29 +111,22 @@ def needed_disk_space(model, config: TrainConfig, total_steps: int) -> int:
     return int(weight_bytes * (3 * held + 1 + 1) * 1.05) + (16 << 20)
 
 
-def load_train(spec: str):
-    from . import data
-    if data.is_default_spec(spec):
-        split = spec.partition(":")[2] or "train"
-        return data.ir_to_pairs(data.load_eval_set(f"{data.DEFAULT_DATA}:{split}"))
-    return data.load_training_file(spec)
-
-
-def train(config: TrainConfig, echo=echo_lines, step_hook=None) -> dict:
-    """The whole run; returns {'base': metrics, 'final': metrics, 'output': path}. step_hook(step), if given, is
-    called after every optimiser step (benchmarks time the steps with it). SIGINT and SIGTERM stop it as
-    embedder.stop_signals describes; what was trained is never thrown away (see _train)."""
+def train(config: TrainConfig, echo=echo_lines, step_hook=None) -> TrainingResult:
+    """The whole run. step_hook(step), if given, is called after every optimiser step (benchmarks time the steps
+    with it). SIGINT and SIGTERM stop it as embedder.stop_signals describes; what was trained is never thrown away
+    (see _train)."""
     with StopSignals() as stop:
         return _load_and_train(config, echo, step_hook, stop)
 
 
-def _load_and_train(config: TrainConfig, echo, step_hook, stop) -> dict:
-    from . import data, distributed
-    # every input is checked before the first mistake is reported: one line for each
+def _load_and_train(config: TrainConfig, echo, step_hook, stop) -> TrainingResult:
+    from . import distributed
     from .bases import check_name
-    _, _, *loaded = collect_errors(lambda: check_name(config.base), lambda: check_output(config),
-                                *[lambda spec=spec: load_train(spec) for spec in config.train],
-                                *[lambda spec=spec: (spec, data.load_eval_set(spec)) for spec in config.eval])
+    # every input is checked before the first mistake is reported: one line for each
+    _, _, *loaded = collect_errors(
+        lambda: check_name(config.base), lambda: check_output(config),
+        *[lambda spec=spec: data_specs.load_train(spec) for spec in config.train],
+        *[lambda spec=spec: (data_specs.set_name(spec), data_specs.load_eval_set(spec)) for spec in config.eval])
     train_pairs, eval_sets = loaded[:len(config.train)], loaded[len(config.train):]
     columns = {len(p.columns) for p in train_pairs}
     if len(columns) > 1:
@@ -130,90 +148,68 @@ def _quiet(*args, **kwargs):
     pass
 
 
-def _prepare(config, context, device, echo):
-    """The model and the resolved Matryoshka settings; every check that needs the model happens here."""
+def _prepare(config, train_pairs, eval_sets, context, device):
+    """The model, set up as the plan says, and the plan; every check that needs the model happens here."""
     import torch
 
-    from .losses import validate_dims
+    from . import plan as plans
     from .pipeline import load
 
     torch.manual_seed(config.seed + context.rank)  # dropout masks differ between processes
     model = load(config.base, device=device)
-    if config.max_seq_length:
-        positions = getattr(getattr(model.backbone, "config", None), "usable_positions", None)  # None: AutoModel
-        if positions is not None and config.max_seq_length > positions:
-            raise UserError(f"--max-seq-length {config.max_seq_length}: {config.base} has only {positions} positions; "
-                            f"give at most {positions}")
-        model.tokenizer.max_seq_length = config.max_seq_length
-    dims = config.matryoshka_dims
-    if dims == "auto":
-        dims = default_dims(model.embedding_dimension)
-    try:
-        if config.matryoshka_weights and not dims:
-            raise ValueError("weights were given but Matryoshka is off (--matryoshka-dims none)")
-        dims, weights = (tuple(t) for t in validate_dims(dims, model.embedding_dimension,
-                                                         config.matryoshka_weights)) if dims else (None, None)
-    except ValueError as err:
-        raise UserError(f"--matryoshka-dims/--matryoshka-weights: {err}") from None
-    config = replace(config, matryoshka_dims=dims, matryoshka_weights=weights)
-    if config.query_prompt or config.passage_prompt:
-        model.prompts = {"query": config.query_prompt, "document": config.passage_prompt}
-    return model, config
+    plan = plans.resolve(config, model, train_pairs, eval_sets, context)
+    model.tokenizer.max_seq_length = plan.max_seq_length
+    if plan.query_prompt or plan.passage_prompt:
+        model.prompts = {"query": plan.query_prompt, "document": plan.passage_prompt}
+    return model, plan
 
 
-def _train(config, train_pairs, eval_sets, context, device, echo, step_hook, stop) -> dict:
+def _train(config, train_pairs, eval_sets, context, device, echo, step_hook, stop) -> TrainingResult:
     """Three phases. Before the first step an interrupt leaves no model (exit 128 + signal). During training a
     signal saves a checkpoint at the next step boundary. Once training is done its result is written to a
     checkpoint first, so a later interrupt or failed write (the final evaluation, the model folder) keeps it and
     says where."""
-    from . import batching, checkpoints, data
+    from . import batching
     from .evaluation import InformationRetrievalEvaluator
     from .report import startup_report
+    from .run_store import RunStore
+    from .tracking import BestModelTracker
     from .trainer import Trainer
 
     try:
-        model, config = _prepare(config, context, device, echo)
-        dims = config.matryoshka_dims
-        eval_dims = (None, *[d for d in (dims or ()) if d != model.embedding_dimension])
+        model, plan = _prepare(config, train_pairs, eval_sets, context, device)
         evaluators = [InformationRetrievalEvaluator(
-            ir.queries, ir.corpus, ir.relevant, name=data.set_name(spec) if len(eval_sets) > 1 else "",
-            dims=eval_dims, batch_size=config.eval_batch_size, query_prompt=config.query_prompt or None,
-            corpus_prompt=config.passage_prompt or None) for spec, ir in eval_sets]
-        metric_keys = [k for e in evaluators for k in e.metric_keys()]
-        select_metric = config.select_metric or (metric_keys[14] if metric_keys else None)  # cosine_map@100
-        if select_metric and select_metric not in metric_keys:
-            raise UserError(f"--select-metric {select_metric!r} is not a metric of this run; valid names include "
-                            f"{', '.join(metric_keys[:15])}")
-
+            ir.queries, ir.corpus, ir.relevant, name=name, dims=plan.eval_dims, batch_size=config.eval_batch_size,
+            query_prompt=plan.query_prompt or None, corpus_prompt=plan.passage_prompt or None)
+            for name, (_, ir) in zip(plan.eval_names, eval_sets)]
         tokenize = model.tokenizer.encode_unpadded
-        train_sets = [batching.TokenizedPairs.build(p, tokenize, config.query_prompt, config.passage_prompt)
+        train_sets = [batching.TokenizedPairs.build(p, tokenize, plan.query_prompt, plan.passage_prompt)
                       for p in train_pairs]
-        log_path = config.checkpoint_dir / "training_log.jsonl"
-        trainer = Trainer(model, config, train_sets, evaluators, select_metric, log_path, echo, context)
+        store = RunStore(config.checkpoint_dir, config.save_total_limit, context)
+        tracker = BestModelTracker(evaluators, plan.select_metric, config.keep_best, store,
+                                   save_best_to_disk=bool(config.save_steps), context=context, echo=echo)
+        trainer = Trainer(model, config, plan, train_sets, tracker, store, echo, context)
         if context.is_main:
             output_paths.check_free_space(config.output, needed_disk_space(model, config, trainer.total_steps),
                                           "--output")
-        resumed = config.resume and trainer.resume(config.base)
-        for line in startup_report(model, config, train_sets, trainer):
+        resumed = config.resume and trainer.resume()
+        for line in startup_report(model, config, plan, train_sets, trainer):
             echo(line)
-        if context.enabled:
-            echo(f"torchrun: {context.world_size} processes x batch {config.batch_size} = global batch "
-                 f"{trainer.global_batch}; negatives gathered across devices: {config.gather_across_devices}")
-        if not resumed and context.is_main:
-            checkpoints.clear(config.checkpoint_dir)  # --overwrite: an earlier run's checkpoints and log go
+        if not resumed:
+            store.clear()  # --overwrite: an earlier run's checkpoints and log go
         started = time.time()
         base_metrics = trainer.state.base_metrics if resumed else {}  # the first start's, not the checkpoint's
         if evaluators and not base_metrics:
             echo("evaluating the base model…")
             base_metrics = trainer.evaluate() if resumed else trainer.evaluate_and_track()
             trainer.state.base_metrics = base_metrics
-        if select_metric and base_metrics:
-            echo(f"base {select_metric} = {base_metrics[select_metric]:.4f}")
+        if plan.select_metric and base_metrics:
+            echo(f"base {plan.select_metric} = {base_metrics[plan.select_metric]:.4f}")
     except Interrupted as err:
         raise TrainingStopped(f"interrupted ({err.signal_name}) before the first training step; no model was written",
                               exit_code=130 if err.signal_name == "SIGINT" else 143) from None
 
-    progress = Progress(trainer.total_steps, trainer.state.step, trainer.global_batch, echo, enabled=context.is_main)
+    progress = Progress(trainer.total_steps, trainer.state.step, plan.global_batch, echo, enabled=context.is_main)
     try:
         try:
             trainer.run(progress, step_hook, stop)
@@ -221,15 +217,12 @@ def _train(config, train_pairs, eval_sets, context, device, echo, step_hook, sto
             progress.close()
         saved = trainer.save_final_checkpoint()
     except (Interrupted, OSError) as err:
-        kept = checkpoints.list_checkpoints(config.checkpoint_dir)
-        where = f"the last complete checkpoint is {kept[-1][1]} (continue with --resume)" if kept else \
-            "no checkpoint was written"
         reason = f"interrupted ({err.signal_name})" if isinstance(err, Interrupted) else \
             f"writing a checkpoint failed ({err.strerror or err})"
-        raise TrainingStopped(f"{reason} at step {trainer.state.step}; {where}") from None
+        raise TrainingStopped(f"{reason} at step {trainer.state.step}; {store.where()}") from None
 
     try:
-        return _finish(config, model, trainer, train_pairs, eval_sets, base_metrics, select_metric, context, echo,
+        return _finish(config, plan, model, trainer, train_pairs, eval_sets, base_metrics, context, echo,
                        time.time() - started)
     except (Interrupted, OSError) as err:
         reason = f"interrupted ({err.signal_name})" if isinstance(err, Interrupted) else \
@@ -238,8 +231,8 @@ def _train(config, train_pairs, eval_sets, context, device, echo, step_hook, sto
                               f"run the same command with --resume to evaluate and write it to {config.output}") from None
 
 
-def _finish(config, model, trainer, train_pairs, eval_sets, base_metrics, select_metric, context, echo,
-            train_seconds) -> dict:
+def _finish(config, plan, model, trainer, train_pairs, eval_sets, base_metrics, context, echo,
+            train_seconds) -> TrainingResult:
     """After training: the chosen weights, checked finite; the final evaluation; the model folder and its card."""
     import torch
 
@@ -254,29 +247,33 @@ def _finish(config, model, trainer, train_pairs, eval_sets, base_metrics, select
     if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
         raise TrainingStopped("the trained weights hold NaN/inf values; no model was written: lower --lr or use "
                               "--precision fp32")
-    final_metrics = trainer.evaluate() if trainer.evaluators else {}
+    final_metrics = trainer.evaluate() if trainer.tracker.evaluators else {}
     model.eval()
     if not context.is_main:
         distributed.barrier(context)
-        return {"base": {}, "final": {}, "output": config.output}
+        return TrainingResult(model, plan=plan, output=config.output)
 
     import tokenizers
     import transformers
-    dims = config.matryoshka_dims
+
     from . import __version__
+    select_metric = plan.select_metric
+    settings = {**config.to_json(), "matryoshka_dims": plan.dims, "matryoshka_weights": plan.weights,
+                "precision": f"{plan.precision} ({plan.precision_reason})"}
     card = model_card.render(
-        model, {k: v for k, v in asdict(config).items()}, base_name=config.base,
+        model, settings, base_name=config.base,
         dataset_sizes={p.source: len(p.rows) for p in train_pairs}, columns=train_pairs[0].columns,
         loss_info={"loss": "MultipleNegativesRankingLoss", "scale": config.scale,
-                   **({"matryoshka_dims": list(dims), "matryoshka_weights": list(config.matryoshka_weights),
-                       "n_dims_per_step": -1} if dims else {})},
+                   **({"matryoshka_dims": list(plan.dims), "matryoshka_weights": list(plan.weights),
+                       "n_dims_per_step": -1} if plan.dims else {})},
         base_metrics=base_metrics, final_metrics=final_metrics,
-        log_rows=trainer.log_rows, select_metric=select_metric,
-        eval_sets={spec: (len(ir.queries), len(ir.corpus)) for spec, ir in eval_sets},
+        log_rows=trainer.store.log_rows, select_metric=select_metric,
+        eval_sets={data_specs.label(spec): (len(ir.queries), len(ir.corpus))
+                   for spec, (_, ir) in zip(config.eval, eval_sets)},
         versions={"embedder": __version__, "Transformers": transformers.__version__, "PyTorch": torch.__version__,
                   "Tokenizers": tokenizers.__version__})
-    log_path = config.checkpoint_dir / "training_log.jsonl"
-    extra_files = {"train_config.json": json.dumps(asdict(config), indent=2) + "\n"}
+    log_path = trainer.store.log_path
+    extra_files = {"train_config.json": json.dumps({**config.to_json(), "plan": plan.to_json()}, indent=2) + "\n"}
     if log_path.is_file():
         extra_files["training_log.jsonl"] = log_path.read_text(encoding="utf-8")
     model.save(config.output, model_card=card, extra_files=extra_files)
@@ -297,7 +294,7 @@ def _finish(config, model, trainer, train_pairs, eval_sets, base_metrics, select
         if collapse > 0.95:
             echo(f"\nWARNING: the embeddings have COLLAPSED (mean cosine between different passages {collapse:.3f}); "
                  "lower --lr or use --precision fp32", err=True)
-    return {"base": base_metrics, "final": final_metrics, "output": str(out)}
+    return TrainingResult(model, final_metrics, base_metrics, plan, str(out))
 
 
-__all__ = ["TrainConfig", "TrainingStopped", "default_dims", "train"]
+__all__ = ["TrainConfig", "TrainingResult", "TrainingStopped", "default_dims", "fit", "train"]

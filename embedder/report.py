@@ -17,32 +17,36 @@ def mean_offdiagonal_cosine(model, texts: list[str], batch_size: int) -> float:
     return float((sims.sum() - sims.diagonal().sum()) / max(n * n - n, 1))
 
 
-def startup_report(model, config, train_sets, trainer) -> list[str]:
-    """What the settings really mean, in plain lines."""
+def startup_report(model, config, plan, train_sets, trainer) -> list[str]:
+    """What the settings really mean, in plain lines: the resolved plan (embedder/plan.py) and what it implies."""
     pairs = sum(len(ds) for ds in train_sets)
-    n_neg_cols = len(train_sets[0].columns) - 2
-    B = config.batch_size
-    # gathered across torchrun processes, every anchor sees the whole global batch's candidates
-    G = trainer.global_batch if trainer.context.enabled and config.gather_across_devices else B
-    negatives = (G - 1) + G * n_neg_cols
-    steps_per_epoch = len(trainer.plan[0]) if trainer.plan else 0
+    B = plan.batch_size
+    steps_per_epoch = len(trainer.batches[0]) if trainer.batches else 0
     dup = np.mean([batching.duplicate_share(ds.text_ids, B) for ds in train_sets])
     passages = [ids for ds in train_sets for col in ds.ids[1:] for ids in col]
-    truncated = np.mean([len(ids) >= model.max_seq_length for ids in passages]) if passages else 0.0
+    truncated = np.mean([len(ids) >= plan.max_seq_length for ids in passages]) if passages else 0.0
+    in_batch = (plan.global_batch if plan.gather_across_devices else B) - 1
     lines = [
-        f"base model: {config.base} ({model.embedding_dimension} dims, max_seq_length {model.max_seq_length}, "
-        f"precision {trainer.precision} on {trainer.device})",
+        f"base model: {plan.base} ({model.embedding_dimension} dims, max_seq_length {plan.max_seq_length}, "
+        f"precision {plan.precision} on {trainer.device}: {plan.precision_reason})",
         f"training pairs: {pairs} in {len(train_sets)} set(s), columns {', '.join(train_sets[0].columns)}",
-        f"steps: {steps_per_epoch} per epoch x {config.epochs} epochs = {trainer.total_steps} optimiser steps "
+        f"steps: {steps_per_epoch} per epoch x {plan.epochs} epochs = {trainer.total_steps} optimiser steps "
         f"(batch {B}, warmup {trainer.warmup})",
-        f"negatives per query: {negatives} ({G - 1} in-batch" + (f" + {G * n_neg_cols} hard)" if n_neg_cols else ")"),
-        f"random batches of {B} holding a repeated text: {dup:.1%}; sampler: {config.sampler}"
+        f"negatives per query: {plan.negatives_per_query} ({in_batch} in-batch"
+        + (f" + {plan.negatives_per_query - in_batch} hard)" if plan.hard_negative_columns else ")"),
+        f"random batches of {B} holding a repeated text: {dup:.1%}; sampler: {plan.sampler}"
         + (", duplicates masked in the loss" if config.mask_duplicates else ""),
-        f"passages truncated at max_seq_length {model.max_seq_length}: {truncated:.1%}",
+        f"passages truncated at max_seq_length {plan.max_seq_length}: {truncated:.1%}",
         f"scale {config.scale:g} = temperature {1 / config.scale:.3g}; lr {config.lr:g}, linear decay, "
         f"max_grad_norm {config.max_grad_norm:g}",
-        "loss: " + (f"Matryoshka over dims {list(trainer.dims)} of MNRL" if trainer.dims else "MNRL"),
+        "loss: " + (f"Matryoshka over dims {list(plan.dims)} of MNRL" if plan.dims else "MNRL"),
     ]
-    if trainer.select_metric:
-        lines.append(f"best checkpoint chosen by {trainer.select_metric}")
+    if plan.select_metric:
+        dims = ", ".join("full" if d is None else str(d) for d in plan.eval_dims)
+        lines.append(f"best checkpoint chosen by {plan.select_metric}; evaluated at dims {dims}")
+    if plan.query_prompt or plan.passage_prompt:
+        lines.append(f"prompts: query {plan.query_prompt!r}, passage {plan.passage_prompt!r}")
+    if plan.world_size > 1:
+        lines.append(f"torchrun: {plan.world_size} processes x batch {B} = global batch {plan.global_batch}; "
+                     f"negatives gathered across devices: {plan.gather_across_devices}")
     return lines

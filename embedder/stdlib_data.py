@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import json
 import random
 import re
 import sysconfig
@@ -90,4 +91,29 @@ def _stdlib_dataset(seed: int, sizes: tuple = tuple(SPLIT_SIZES.items())) -> dic
     return out
 
 
-__all__ = ["SPLIT_SIZES", "stdlib_dataset"]
+def main():
+    """`python -m embedder.data stdlib --out DIR`: the embedded data set as IR JSON files."""
+    import click
+
+    @click.group()
+    def cli():
+        """Data-set utilities."""
+
+    @cli.command("stdlib")
+    @click.option("--out", required=True, type=click.Path(file_okay=False), help="folder for train/val/test.json")
+    def write_stdlib(out):
+        """Write the embedded default data set as IR JSON files."""
+        folder = Path(out)
+        existing = [name for name in SPLIT_SIZES if (folder / f"{name}.json").exists()]
+        if existing:
+            click.echo(f"error: --out {folder} already holds {existing[0]}.json; choose an empty folder", err=True)
+            raise SystemExit(2)
+        folder.mkdir(parents=True, exist_ok=True)
+        for split, ir in stdlib_dataset().items():
+            (folder / f"{split}.json").write_text(json.dumps(ir.to_json(), indent=1, ensure_ascii=False), encoding="utf-8")
+            print(f"{folder / (split + '.json')}: {len(ir.queries)} queries, {len(ir.corpus)} passages")
+
+    cli()
+
+
+__all__ = ["SPLIT_SIZES", "main", "stdlib_dataset"]

@@ -8,21 +8,21 @@ select with nothing to evaluate) can exist: the first bad field is a UserError n
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
+from .data import IRDataset, PairDataset
 from .errors import UserError
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+from .precision import PRECISIONS
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Every training setting; defaults are the seeds' (ST Trainer) values unless said otherwise."""
     base: str = "all-mpnet-base-v2"
-    train: tuple[str, ...] = ("stdlib:train",)  # files, or the embedded default data
-    eval: tuple[str, ...] = ("stdlib:val",)
-    output: str = "output/all-mpnet-base-v2-finetuned"
+    train: tuple[str | PairDataset | IRDataset, ...] = ("stdlib:train",)  # files, the embedded data, or in memory
+    eval: tuple[str | IRDataset, ...] = ("stdlib:val",)
+    output: str | None = None  # None: output/<base's name>-finetuned
     epochs: int = 5  # seeds: num_train_epochs 5 (mpnet, bge) / 1-3 (MiniLM)
     max_steps: int | None = None  # stops early when reached
     batch_size: int = 20  # seeds: per_device_train_batch_size 20
@@ -33,7 +33,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     seed: int = 42
     scale: float = 20.0  # MNRL scale = 1 / temperature
-    matryoshka_dims: tuple[int, ...] | None = None  # None: plain MNRL
+    matryoshka_dims: tuple[int, ...] | str | None = "auto"  # auto: the seeds' dims for the width; None: plain MNRL
     matryoshka_weights: tuple[float, ...] | None = None  # one per dim, same order; None: all 1 (ST's default)
     precision: str = "auto"  # auto: bf16 (or fp16) autocast on CUDA, fp32 on CPU
     max_seq_length: int | None = None  # None: the model's own
@@ -56,12 +56,25 @@ class TrainConfig:
     gather_across_devices: bool = True  # under torchrun: every device's positives are negatives for all
 
     def __post_init__(self):
+        if self.output is None and isinstance(self.base, str):
+            object.__setattr__(self, "output", default_output(self.base))
         validate_config(self)
+
+    def to_json(self) -> dict:
+        """The settings as JSON values; in-memory data sets are named by their source."""
+        record = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in ("train", "eval"):
+            record[name] = [spec if isinstance(spec, str) else spec.source for spec in record[name]]
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in record.items()}
 
     @property
     def checkpoint_dir(self) -> Path:
         out = Path(self.output)
         return out.parent / f"{out.name}.checkpoints"
+
+
+def default_output(base: str) -> str:
+    return f"output/{Path(base.rstrip('/')).name}-finetuned"
 
 
 def _is_int(value) -> bool:
@@ -102,10 +115,10 @@ _RULES = (
     ("eval_batch_size", "eval_batch_size", lambda v: _is_int(v) and v >= 1, "a whole number of at least 1"),
     ("mini_batch_size", "--mini-batch-size", lambda v: v is None or _is_int(v) and v >= 1,
      "a whole number of at least 1"),
-    ("train", "--train", lambda v: isinstance(v, tuple) and len(v) > 0 and all(isinstance(t, str) and t for t in v),
-     "one or more data files"),
-    ("eval", "--eval", lambda v: isinstance(v, tuple) and all(isinstance(t, str) and t for t in v),
-     "data files, or none"),
+    ("train", "--train", lambda v: isinstance(v, tuple) and len(v) > 0 and all(
+        isinstance(t, str) and t or isinstance(t, (PairDataset, IRDataset)) for t in v), "one or more data files"),
+    ("eval", "--eval", lambda v: isinstance(v, tuple) and all(isinstance(t, str) and t or isinstance(t, IRDataset)
+                                                              for t in v), "IR data files, or none"),
     ("output", "--output", lambda v: isinstance(v, str) and v != "", "a folder path"),
 )
 
@@ -119,7 +132,8 @@ def validate_config(config: TrainConfig) -> None:
         except TypeError:
             passed = False
         if not passed:
-            raise UserError(f"{flag} {value!r}: out of range, give {good}; see python train.py --help")
+            shown = tuple(getattr(v, "source", v) for v in value) if isinstance(value, tuple) else value
+            raise UserError(f"{flag} {shown!r}: out of range, give {good}; see python train.py --help")
     if config.select_metric and not config.eval:
         raise UserError(f"--select-metric {config.select_metric}: there is no evaluation data to select from "
                         "(--eval none); give --eval files or drop --select-metric")

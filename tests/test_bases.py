@@ -2,6 +2,7 @@
 or an unknown name is one clear line, the unzip refuses entries that escape its folder, and a pickled .bin runs
 no code (torch.load weights_only=True)."""
 
+import importlib
 import io
 import os
 import pickle
@@ -14,6 +15,7 @@ import torch
 
 import embedder
 from embedder import bases
+from embedder.errors import UserError
 from embedder.weights import read_checkpoint
 
 
@@ -98,3 +100,34 @@ def test_pickled_weights_cannot_run_code(tmp_path, monkeypatch):
     assert not Path("PWNED_BY_PICKLE").exists()
     torch.save({"w": torch.ones(2)}, tmp_path / "pytorch_model.bin")  # a plain tensor file still loads
     assert torch.equal(read_checkpoint(tmp_path)["w"], torch.ones(2))
+
+
+def _hub_error(kind: str, status: int):
+    """A real huggingface_hub error with a real HTTP response, as snapshot_download raises it."""
+    from huggingface_hub import errors
+    http = importlib.import_module(errors.HfHubHTTPError.__mro__[1].__module__.split(".")[0])  # httpx (or a fork)
+    response = http.Response(status, request=http.Request("GET", "https://huggingface.co/api/models/org/model"))
+    return getattr(errors, kind)(f"{kind} for org/model", response=response)
+
+
+@pytest.mark.parametrize("raised, expected", [
+    (lambda: _hub_error("GatedRepoError", 401), "is gated on the Hugging Face hub: accept its conditions at "
+                                                "https://huggingface.co/org/model and log in"),
+    (lambda: _hub_error("RepositoryNotFoundError", 401), "the hub has no 'org/model' (if it is private, log in"),
+    (lambda: _hub_error("HfHubHTTPError", 403), "the Hugging Face hub denied access (HTTP 403); log in with a token"),
+    (lambda: __import__("huggingface_hub").errors.LocalEntryNotFoundError("no connection"),
+     "the hub cannot be reached (no network: connect, or pass a model folder)"),
+    (lambda: _hub_error("HfHubHTTPError", 500), "the Hugging Face hub download failed (HfHubHTTPError"),
+], ids=["gated", "not-found-or-private", "denied", "no-network", "server-error"])
+def test_g_hub_failures_are_told_apart(monkeypatch, raised, expected):
+    import huggingface_hub
+
+    def snapshot_download(repo_id, **kwargs):
+        if kwargs.get("local_files_only"):  # the cache lookup: not cached
+            raise huggingface_hub.errors.LocalEntryNotFoundError("not in the cache")
+        raise raised()
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    with pytest.raises(UserError) as err:
+        bases.resolve("org/model")
+    assert expected in str(err.value) and "\n" not in str(err.value)

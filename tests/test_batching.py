@@ -35,8 +35,8 @@ def test_no_duplicate_batches():
 
 
 def test_round_robin_stops_with_the_shortest():
-    a = batching.TokenizedPairs("a", ("anchor", "positive"), [[[1]] * 10, [[2]] * 10], np.arange(20).reshape(10, 2), [])
-    b = batching.TokenizedPairs("b", ("anchor", "positive"), [[[1]] * 4, [[2]] * 4], np.arange(8).reshape(4, 2), [])
+    a = batching.TokenizedPairs("a", ("anchor", "positive"), [[[1]] * 10, [[2]] * 10], np.arange(20).reshape(10, 2))
+    b = batching.TokenizedPairs("b", ("anchor", "positive"), [[[1]] * 4, [[2]] * 4], np.arange(8).reshape(4, 2))
     plan = batching.epoch_batches([a, b], 2, "random", 42, 0)
     assert [i for i, _ in plan] == [0, 1, 0, 1]
 

@@ -58,3 +58,20 @@ def test_resume_under_torchrun(tiny_bert_folder, tmp_path):
     a = load_file(str(tmp_path / "straight" / "model.safetensors"))
     b = load_file(str(tmp_path / "resumed" / "model.safetensors"))
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
+
+
+@pytest.mark.parametrize("extra", [[], ["--mini-batch-size", "2"]], ids=["plain", "gradcache"])
+def test_a_last_batch_smaller_than_the_process_count(tiny_bert_no_dropout, tmp_path, extra):
+    """9 rows, 2 processes x batch 4: the last global batch has 1 row, so process 1 has none of it. The run
+    finishes and equals one process with batch 8 (which trains on that 1-row batch too)."""
+    pairs = tmp_path / "nine.jsonl"
+    pairs.write_text("".join(json.dumps({"anchor": f"question {i} about topic {i}?", "positive": f"topic {i} passage"})
+                             + "\n" for i in range(9)))
+    common = ["--base", str(tiny_bert_no_dropout), "--train", str(pairs), "--eval", "none", "--epochs", "1",
+              "--keep-last", "--lr", "1e-4", "--matryoshka-dims", "none", *extra]
+    _train([*common, "--batch-size", "8", "--output", str(tmp_path / "single")], 1, tmp_path)
+    result = _train([*common, "--batch-size", "4", "--output", str(tmp_path / "ddp")], 2, tmp_path)
+    assert "2 per epoch x 1 epochs = 2 optimiser steps" in result.stdout
+    single = load_file(str(tmp_path / "single" / "model.safetensors"))
+    ddp = load_file(str(tmp_path / "ddp" / "model.safetensors"))
+    assert max((single[k] - ddp[k]).abs().max().item() for k in single) <= 1e-5

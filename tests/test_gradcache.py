@@ -7,7 +7,7 @@ import torch
 
 import embedder
 from embedder import gradcache, losses
-from embedder.pipeline import precision_context
+from embedder.precision import autocast
 
 ANCHORS = [f"question number {i} about topic {i % 5}" for i in range(12)]
 POSITIVES = [f"a passage that answers question {i}, " + "with more words " * (i % 4) for i in range(12)]
@@ -41,7 +41,7 @@ def test_cached_equals_uncached(tiny_bert_no_dropout, dims, with_negative):
 
     torch.manual_seed(7)
     cached = gradcache.cached_forward_backward(model, columns, loss_of, mini_batch_size=5,
-                                               autocast=precision_context(torch.device("cpu"), "fp32"))
+                                               autocast=autocast(torch.device("cpu"), "fp32"))
     got = _gradients(model)
     assert abs(cached.item() - plain.item()) <= 1e-5
     assert set(got) == set(expected)
@@ -60,7 +60,7 @@ def test_dropout_masks_are_replayed(tiny_bert_folder):
     expected = _gradients(model)
     model.zero_grad(set_to_none=True)
     torch.manual_seed(11)
-    cached = gradcache.cached_forward_backward(model, columns, loss_of, 5, precision_context(torch.device("cpu"), "fp32"))
+    cached = gradcache.cached_forward_backward(model, columns, loss_of, 5, autocast(torch.device("cpu"), "fp32"))
     assert abs(cached.item() - reference.item()) <= 1e-5
     for name, grad in _gradients(model).items():
         assert torch.allclose(grad, expected[name], atol=1e-5), name
