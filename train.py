@@ -18,7 +18,7 @@ import click
 from embedder.errors import UserError, error_lines
 from embedder.recipe import train as run
 from embedder.stop_signals import Interrupted
-from embedder.train_config import PRECISIONS, TrainConfig, parse_dims, parse_weights
+from embedder.train_config import PRECISIONS, TrainConfig, parse_dims, parse_merge, parse_weights
 from embedder.trainer import TrainingStopped
 
 DEFAULT = {name: f.default for name, f in TrainConfig.__dataclass_fields__.items()}  # stated once: the config
@@ -38,6 +38,10 @@ def option(flag: str, field: str | None = None, **kwargs):
               "FlagEmbedding JSONL; repeat to train on several round-robin (default: the embedded stdlib data)")
 @click.option("--eval", "eval", multiple=True, help="IR JSON validation set(s), or 'none' "
               "(default: the embedded data's val split when --train is not given)")
+@click.option("--eval-general", "eval_general", multiple=True, help="IR JSON set(s) of general retrieval for the "
+              "forgetting check, or 'none' (default: the embedded data's test split when training on your data)")
+@option("--max-general-drop", type=float, help="warn when the general sets' cosine_map@100 drops more than this")
+@option("--merge", help="merge the trained weights with the base: auto (w searched on 0.5…1.0), off, or w")
 @click.option("--output", default=None, help="folder for the fine-tuned model (default output/<base>-finetuned)")
 @option("--epochs", type=int)
 @option("--max-steps", type=int, help="stop after this many optimiser steps")
@@ -62,6 +66,8 @@ def option(flag: str, field: str | None = None, **kwargs):
 @click.option("--no-duplicates/--allow-duplicates", "no_duplicates", default=DEFAULT["sampler"] == "no_duplicates",
               show_default=True, help="batches without repeated texts (default), or ST's plain random batches")
 @option("--mask-duplicates", is_flag=True, help="also mask in-batch false negatives inside the loss")
+@option("--mask-false-negatives", type=float, metavar="MARGIN",
+        help="drop a negative from the loss when its cosine to the query exceeds the positive's by MARGIN (e.g. 0.1)")
 @option("--query-prompt", help="prefix for queries, in training, evaluation and the saved model")
 @option("--passage-prompt", help="prefix for passages, likewise")
 @option("--select-metric", help="validation metric that picks the best checkpoint (default cosine_map@100)")
@@ -72,15 +78,16 @@ def option(flag: str, field: str | None = None, **kwargs):
 @option("--gather-across-devices/--no-gather-across-devices",
         help="under torchrun, use the positives of every process as negatives")
 @option("--device", help="cpu, cuda, cuda:1… (default: cuda when available)")
-def main(train, eval, matryoshka_dims, matryoshka_weights, no_duplicates, keep_last, **settings):
+def main(train, eval, eval_general, merge, matryoshka_dims, matryoshka_weights, no_duplicates, keep_last, **settings):
     """Fine-tune BASE on (question, passage) pairs and save a sentence-transformers folder."""
     try:
         if eval == ("none",):
             eval = ()
         elif not eval:
             eval = () if train else DEFAULT["eval"]
+        general = None if not eval_general else () if eval_general == ("none",) else tuple(eval_general)
         config = TrainConfig(
-            train=tuple(train) or DEFAULT["train"], eval=tuple(eval), matryoshka_dims=parse_dims(matryoshka_dims),
+            train=tuple(train) or DEFAULT["train"], eval=tuple(eval), eval_general=general, merge=parse_merge(merge), matryoshka_dims=parse_dims(matryoshka_dims),
             matryoshka_weights=parse_weights(matryoshka_weights), sampler="no_duplicates" if no_duplicates else "random",
             keep_best=not keep_last, **settings)
         run(config, echo=click.echo)

@@ -71,9 +71,11 @@ def loss_function(batch: Batch, config: TrainConfig, plan: Plan, context: distri
         if config.mask_duplicates:
             ids = batch.text_ids if gather else batch.text_ids[local_rows]
             mask = losses.duplicate_mask(ids[:, 1:].T.reshape(-1), anchors.shape[0], offset).to(anchors.device)
+        margin = config.mask_false_negatives
         if plan.dims:
-            return losses.matryoshka_loss(anchors, candidates, plan.dims, plan.weights, config.scale, mask, offset)
-        return losses.mnrl_loss(anchors, candidates, config.scale, mask, offset)
+            return losses.matryoshka_loss(anchors, candidates, plan.dims, plan.weights, config.scale, mask, offset,
+                                          margin)
+        return losses.mnrl_loss(anchors, candidates, config.scale, mask, offset, margin)
 
     return loss_of, weight
 

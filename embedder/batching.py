@@ -56,19 +56,32 @@ def random_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[
 
 
 def no_duplicate_batches(text_ids: np.ndarray, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    remaining = _permutation(len(text_ids), seed, epoch)
+    """Batches in which no text repeats (any column), from the seeded permutation: each batch takes, in order,
+    the first remaining rows that share no text with it until it is full; skipped rows keep their order for the
+    next batch. Linear in the rows: a batch scans only until it is full (skipped rows, rare, are scanned again),
+    the remaining rows are a linked list in permutation order."""
+    order = _permutation(len(text_ids), seed, epoch)
+    cells = text_ids.tolist()
+    following = list(range(1, len(order) + 1))  # following[i]: the next remaining position after i
+    head, end, left = 0, len(order), len(order)
     batches = []
-    while remaining:
-        batch, used, waiting = [], set(), []
-        for row in remaining:
-            texts = set(text_ids[row].tolist())
-            if len(batch) < batch_size and not texts & used:
+    while left:
+        batch, used = [], set()
+        previous, position = None, head
+        while position != end and len(batch) < batch_size:
+            row = order[position]
+            if used.isdisjoint(cells[row]):
                 batch.append(row)
-                used |= texts
+                used.update(cells[row])
+                if previous is None:
+                    head = following[position]
+                else:
+                    following[previous] = following[position]
             else:
-                waiting.append(row)
+                previous = position
+            position = following[position]
         batches.append(batch)
-        remaining = waiting
+        left -= len(batch)
     return batches
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 SUPPORTED_ARCHITECTURES = ("bert", "mpnet")
 _ACTIVATIONS = {
@@ -155,7 +156,14 @@ class SelfAttention(nn.Module):
         # -> 3 x (B, H, L, d_head)
         q, k, v = qkv.view(B, L, 3, self.num_heads, D // self.num_heads).permute(2, 0, 3, 1, 4)
         dropout = self.dropout if self.training else 0.0
-        context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)  # (B, H, L, d_head)
+        if dropout and torch.is_grad_enabled():
+            # dropout on the probabilities forces SDPA's math kernel, which keeps the (B, H, L, L) scores,
+            # probabilities and dropout mask of every layer for backward (most of a training step's memory at
+            # 384 tokens); recompute them in backward instead, from q, k, v and the same RNG state: the same
+            # numbers, ~L/(6·D) more FLOPs per step
+            context = checkpoint(F.scaled_dot_product_attention, q, k, v, mask, dropout, use_reentrant=False)
+        else:
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)  # (B, H, L, d_head)
         if packed is not None:
             return self.out(context.transpose(1, 2).reshape(B * L, D).index_select(0, index))  # (T, D)
         return self.out(context.transpose(1, 2).reshape(B, L, D))

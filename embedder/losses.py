@@ -25,17 +25,37 @@ import torch.nn.functional as F
 
 
 def mnrl_loss(anchors: torch.Tensor, candidates: torch.Tensor, scale: float = 20.0,
-              mask: torch.Tensor | None = None, offset: int = 0) -> torch.Tensor:
+              mask: torch.Tensor | None = None, offset: int = 0,
+              false_negative_margin: float | None = None) -> torch.Tensor:
     """anchors (B, D), candidates (N ≥ B, D) with candidates[offset + i] the positive of anchors[i] (offset > 0 when
-    the candidates were gathered from several devices); mask (B, N) True = drop."""
+    the candidates were gathered from several devices); mask (B, N) True = drop; false_negative_margin: see
+    false_negative_mask."""
     anchors, candidates = anchors.float(), candidates.float()
-    logits = scale * (F.normalize(anchors, p=2, dim=-1) @ F.normalize(candidates, p=2, dim=-1).T)  # (B, N)
+    cosine = F.normalize(anchors, p=2, dim=-1) @ F.normalize(candidates, p=2, dim=-1).T  # (B, N)
+    logits = scale * cosine
+    if false_negative_margin is not None:
+        dropped = false_negative_mask(cosine, offset, false_negative_margin)
+        mask = dropped if mask is None else mask | dropped
     if mask is not None:
         logits = logits.masked_fill(mask, float("-inf"))
     if anchors.shape[0] == 0:  # a torchrun process whose slice of a short last batch is empty: loss 0, in the graph
         return logits.sum()
     labels = offset + torch.arange(anchors.shape[0], device=anchors.device)
     return F.cross_entropy(logits, labels)
+
+
+@torch.no_grad()
+def false_negative_mask(cosine: torch.Tensor, offset: int, margin: float) -> torch.Tensor:
+    """(B, N) True where candidate j of anchor i is more similar to it than its own positive by more than `margin`:
+    cos(a_i, c_j) > cos(a_i, c_{offset+i}) + margin, j ≠ offset + i — most likely an unlabelled answer (a second
+    question about the same passage, a near-duplicate passage), dropped from the softmax rather than pushed away
+    (self-guided masking, as Qwen3-Embedding and pplx-embed train; margin 0.1 there). Computed without gradient,
+    in float32; margin = inf masks nothing."""
+    rows = torch.arange(cosine.shape[0], device=cosine.device)
+    positive = cosine[rows, offset + rows]
+    mask = cosine.float() > (positive.float() + margin)[:, None]
+    mask[rows, offset + rows] = False
+    return mask
 
 
 def duplicate_mask(candidate_text_ids: torch.Tensor, batch_size: int, offset: int = 0) -> torch.Tensor:
@@ -71,12 +91,14 @@ def validate_dims(dims: Sequence[int], embedding_dimension: int, weights: Sequen
 
 def matryoshka_loss(anchors: torch.Tensor, candidates: torch.Tensor, dims: Sequence[int],
                     weights: Sequence[float] | None = None, scale: float = 20.0,
-                    mask: torch.Tensor | None = None, offset: int = 0) -> torch.Tensor:
-    """Σ_d w_d · mnrl_loss on the first d entries (re-normalised) of every embedding."""
+                    mask: torch.Tensor | None = None, offset: int = 0,
+                    false_negative_margin: float | None = None) -> torch.Tensor:
+    """Σ_d w_d · mnrl_loss on the first d entries (re-normalised) of every embedding (false negatives, when
+    masked, judged at each dim)."""
     weights = [1.0] * len(dims) if weights is None else weights
     total = anchors.new_zeros((), dtype=torch.float32)
     for d, w in zip(dims, weights):
         a = F.normalize(anchors[:, :d].float(), p=2, dim=-1)
         c = F.normalize(candidates[:, :d].float(), p=2, dim=-1)
-        total = total + w * mnrl_loss(a, c, scale, mask, offset)
+        total = total + w * mnrl_loss(a, c, scale, mask, offset, false_negative_margin)
     return total

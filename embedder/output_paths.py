@@ -112,4 +112,13 @@ def check_free_space(path: str | Path, needed: int, flag: str) -> None:
                         f"{needed / 2**20:,.0f} MiB (model, checkpoints); free some space or choose another place")
 
 
-__all__ = ["check_free_space", "check_output"]
+def needed_disk_space(model, config, total_steps: int) -> int:
+    """Bytes this run may hold on disk at once: checkpoints (weights + AdamW's two moments = 3 x the weights; the
+    newest k plus one being written), the best weights, and the final model beside any old one, plus 5 %."""
+    weight_bytes = sum(t.numel() * 4 for t in model.state_dict().values())
+    saves = (total_steps // config.save_steps if config.save_steps else 0) + 1  # + the end-of-training checkpoint
+    held = min(saves, (config.save_total_limit or saves) + 1)
+    return int(weight_bytes * (3 * held + 1 + 1) * 1.05) + (16 << 20)
+
+
+__all__ = ["check_free_space", "check_output", "needed_disk_space"]

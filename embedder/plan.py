@@ -39,6 +39,7 @@ class Plan:
     base: str
     precision: str  # what runs: fp32, bf16 or fp16
     precision_reason: str
+    precision_warning: str  # "" unless the precision asked for is emulated on this CPU
     dims: tuple[int, ...] | None  # Matryoshka dims, descending; None: plain MNRL
     weights: tuple[float, ...] | None
     eval_dims: tuple[int | None, ...]
@@ -108,13 +109,13 @@ def resolve(config, model, train_pairs, eval_sets, context) -> Plan:
         raise UserError(f"--select-metric {select_metric!r} is not a metric of this run; valid names include "
                         f"{', '.join(metric_keys[:15])}")
 
-    precision, reason = precisions.resolve(config.precision, model.device)
+    precision, reason, warning = precisions.resolve(config.precision, model.device)
     hard = len(train_pairs[0].columns) - 2  # every file has the same columns (checked when the data is read)
     global_batch = config.batch_size * context.world_size
     gathered = context.enabled and config.gather_across_devices
     seen = global_batch if gathered else config.batch_size  # candidates each anchor is scored against, per column
     return Plan(
-        base=config.base, precision=precision, precision_reason=reason, dims=dims, weights=weights,
+        base=config.base, precision=precision, precision_reason=reason, precision_warning=warning, dims=dims, weights=weights,
         eval_dims=eval_dims, eval_names=eval_names, select_metric=select_metric, batch_size=config.batch_size,
         world_size=context.world_size, global_batch=global_batch, gather_across_devices=gathered,
         negatives_per_query=(seen - 1) + seen * hard, hard_negative_columns=hard, max_seq_length=max_seq_length,

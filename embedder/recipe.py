@@ -8,39 +8,26 @@
 Order: every cheap check first, reported together (the model name, the output location, every data set); then
 the model and the resolved plan (embedder/plan.py: every derived setting, checked once); the evaluators; the
 Trainer (embedder/trainer.py), which plans the batches; free disk space; resume; the base evaluation; training;
-the end-of-training checkpoint; the final evaluation, the model card and the model folder. SIGINT and SIGTERM stop
+the end-of-training checkpoint; the final evaluation, the model card and the model folder (training_end.py). SIGINT and SIGTERM stop
 it as embedder/stop_signals.py describes, and nothing trained is thrown away (see `_train`). User mistakes are
 UserError (one line each); a stopped run is TrainingStopped.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import data_specs, output_paths
 from .errors import UserError, collect_errors
-from .plan import Plan, default_dims
+from .plan import DEFAULT_SELECT, default_dims
 from .progress import Progress
 from .stop_signals import Interrupted, StopSignals
 from .train_config import TrainConfig
 from .trainer import TrainingStopped
-
-
-@dataclass
-class TrainingResult:
-    """What a run returns: the trained model (the best by the selection metric unless --keep-last), the metrics of
-    the base and of the trained model on the eval sets, the plan it ran, and where it was saved."""
-    model: object
-    metrics: dict = field(default_factory=dict)
-    base_metrics: dict = field(default_factory=dict)
-    plan: Plan | None = None
-    output: str = ""
+from .training_end import TrainingResult, finish
 
 
 def echo_lines(*args, err: bool = False, **kwargs) -> None:
@@ -102,15 +89,6 @@ def check_output(config: TrainConfig) -> None:
                         "to continue it, or --overwrite to start over")
 
 
-def needed_disk_space(model, config: TrainConfig, total_steps: int) -> int:
-    """Bytes this run may hold on disk at once: checkpoints (weights + AdamW's two moments = 3 x the weights; the
-    newest k plus one being written), the best weights, and the final model beside any old one, plus 5 %."""
-    weight_bytes = sum(t.numel() * 4 for t in model.state_dict().values())
-    saves = (total_steps // config.save_steps if config.save_steps else 0) + 1  # + the end-of-training checkpoint
-    held = min(saves, (config.save_total_limit or saves) + 1)
-    return int(weight_bytes * (3 * held + 1 + 1) * 1.05) + (16 << 20)
-
-
 def train(config: TrainConfig, echo=echo_lines, step_hook=None) -> TrainingResult:
     """The whole run. step_hook(step), if given, is called after every optimiser step (benchmarks time the steps
     with it). SIGINT and SIGTERM stop it as embedder.stop_signals describes; what was trained is never thrown away
@@ -126,8 +104,10 @@ def _load_and_train(config: TrainConfig, echo, step_hook, stop) -> TrainingResul
     _, _, *loaded = collect_errors(
         lambda: check_name(config.base), lambda: check_output(config),
         *[lambda spec=spec: data_specs.load_train(spec) for spec in config.train],
-        *[lambda spec=spec: (data_specs.set_name(spec), data_specs.load_eval_set(spec)) for spec in config.eval])
-    train_pairs, eval_sets = loaded[:len(config.train)], loaded[len(config.train):]
+        *[lambda spec=spec: (data_specs.set_name(spec), data_specs.load_eval_set(spec))
+          for spec in config.eval + config.general_sets])
+    train_pairs, eval_sets = loaded[:len(config.train)], loaded[len(config.train):len(config.train) + len(config.eval)]
+    general_sets = [(f"general_{name}", ir) for name, ir in loaded[len(config.train) + len(config.eval):]]
     columns = {len(p.columns) for p in train_pairs}
     if len(columns) > 1:
         raise UserError(f"--train files have different column counts ({sorted(columns)}); give every file the same columns")
@@ -138,8 +118,8 @@ def _load_and_train(config: TrainConfig, echo, step_hook, stop) -> TrainingResul
 
     context, device = distributed.setup(config.device)
     try:
-        return _train(config, train_pairs, eval_sets, context, device, echo if context.is_main else _quiet,
-                      step_hook, stop)
+        return _train(config, train_pairs, eval_sets, general_sets, context, device,
+                      echo if context.is_main else _quiet, step_hook, stop)
     finally:
         distributed.teardown(context)
 
@@ -164,14 +144,14 @@ def _prepare(config, train_pairs, eval_sets, context, device):
     return model, plan
 
 
-def _train(config, train_pairs, eval_sets, context, device, echo, step_hook, stop) -> TrainingResult:
+def _train(config, train_pairs, eval_sets, general_sets, context, device, echo, step_hook, stop) -> TrainingResult:
     """Three phases. Before the first step an interrupt leaves no model (exit 128 + signal). During training a
     signal saves a checkpoint at the next step boundary. Once training is done its result is written to a
     checkpoint first, so a later interrupt or failed write (the final evaluation, the model folder) keeps it and
     says where."""
     from . import batching
     from .evaluation import InformationRetrievalEvaluator
-    from .report import startup_report
+    from .report import overlap_warnings, startup_report
     from .run_store import RunStore
     from .tracking import BestModelTracker
     from .trainer import Trainer
@@ -180,21 +160,29 @@ def _train(config, train_pairs, eval_sets, context, device, echo, step_hook, sto
         model, plan = _prepare(config, train_pairs, eval_sets, context, device)
         evaluators = [InformationRetrievalEvaluator(
             ir.queries, ir.corpus, ir.relevant, name=name, dims=plan.eval_dims, batch_size=config.eval_batch_size,
-            query_prompt=plan.query_prompt or None, corpus_prompt=plan.passage_prompt or None)
+            query_prompt=plan.query_prompt or None, corpus_prompt=plan.passage_prompt or None,
+            compute_precision=plan.precision)
             for name, (_, ir) in zip(plan.eval_names, eval_sets)]
+        evaluators += [InformationRetrievalEvaluator(  # the forgetting check: full size only, never selects
+            ir.queries, ir.corpus, ir.relevant, name=name, batch_size=config.eval_batch_size,
+            compute_precision=plan.precision) for name, ir in general_sets]
         tokenize = model.tokenizer.encode_unpadded
         train_sets = [batching.TokenizedPairs.build(p, tokenize, plan.query_prompt, plan.passage_prompt)
                       for p in train_pairs]
         store = RunStore(config.checkpoint_dir, config.save_total_limit, context)
         tracker = BestModelTracker(evaluators, plan.select_metric, config.keep_best, store,
-                                   save_best_to_disk=bool(config.save_steps), context=context, echo=echo)
+                                   save_best_to_disk=bool(config.save_steps), context=context, echo=echo,
+                                   general_keys=[f"{name}_{DEFAULT_SELECT}" for name, _ in general_sets])
         trainer = Trainer(model, config, plan, train_sets, tracker, store, echo, context)
         if context.is_main:
-            output_paths.check_free_space(config.output, needed_disk_space(model, config, trainer.total_steps),
-                                          "--output")
+            needed = output_paths.needed_disk_space(model, config, trainer.total_steps)
+            output_paths.check_free_space(config.output, needed, "--output")
         resumed = config.resume and trainer.resume()
         for line in startup_report(model, config, plan, train_sets, trainer):
             echo(line)
+        for warning in ([f"WARNING: {plan.precision_warning}"] if plan.precision_warning else []) + \
+                overlap_warnings(train_pairs, eval_sets):
+            echo(warning, err=True)
         if not resumed:
             store.clear()  # --overwrite: an earlier run's checkpoints and log go
         started = time.time()
@@ -202,7 +190,7 @@ def _train(config, train_pairs, eval_sets, context, device, echo, step_hook, sto
         if evaluators and not base_metrics:
             echo("evaluating the base model…")
             base_metrics = trainer.evaluate() if resumed else trainer.evaluate_and_track()
-            trainer.state.base_metrics = base_metrics
+            trainer.state.base_metrics, trainer.state.base_ranks = base_metrics, dict(tracker.last_ranks)
         if plan.select_metric and base_metrics:
             echo(f"base {plan.select_metric} = {base_metrics[plan.select_metric]:.4f}")
     except Interrupted as err:
@@ -222,79 +210,13 @@ def _train(config, train_pairs, eval_sets, context, device, echo, step_hook, sto
         raise TrainingStopped(f"{reason} at step {trainer.state.step}; {store.where()}") from None
 
     try:
-        return _finish(config, plan, model, trainer, train_pairs, eval_sets, base_metrics, context, echo,
-                       time.time() - started)
+        return finish(config, plan, model, trainer, train_pairs, eval_sets, base_metrics, context, echo,
+                      time.time() - started)
     except (Interrupted, OSError) as err:
         reason = f"interrupted ({err.signal_name})" if isinstance(err, Interrupted) else \
             f"writing the model failed ({err.strerror or err})"
         raise TrainingStopped(f"training finished but {reason}; the trained model is safe in checkpoint {saved}: "
                               f"run the same command with --resume to evaluate and write it to {config.output}") from None
-
-
-def _finish(config, plan, model, trainer, train_pairs, eval_sets, base_metrics, context, echo,
-            train_seconds) -> TrainingResult:
-    """After training: the chosen weights, checked finite; the final evaluation; the model folder and its card."""
-    import torch
-
-    from . import distributed, model_card
-    from .evaluation import format_table
-    from .report import mean_offdiagonal_cosine
-
-    chosen_step = trainer.finish_weights()
-    if not trainer.state.finite_steps:
-        raise TrainingStopped("no training step had a finite loss (the loss was NaN/inf throughout); no model was "
-                              "written: check the base model's weights, lower --lr or use --precision fp32")
-    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-        raise TrainingStopped("the trained weights hold NaN/inf values; no model was written: lower --lr or use "
-                              "--precision fp32")
-    final_metrics = trainer.evaluate() if trainer.tracker.evaluators else {}
-    model.eval()
-    if not context.is_main:
-        distributed.barrier(context)
-        return TrainingResult(model, plan=plan, output=config.output)
-
-    import tokenizers
-    import transformers
-
-    from . import __version__
-    select_metric = plan.select_metric
-    settings = {**config.to_json(), "matryoshka_dims": plan.dims, "matryoshka_weights": plan.weights,
-                "precision": f"{plan.precision} ({plan.precision_reason})"}
-    card = model_card.render(
-        model, settings, base_name=config.base,
-        dataset_sizes={p.source: len(p.rows) for p in train_pairs}, columns=train_pairs[0].columns,
-        loss_info={"loss": "MultipleNegativesRankingLoss", "scale": config.scale,
-                   **({"matryoshka_dims": list(plan.dims), "matryoshka_weights": list(plan.weights),
-                       "n_dims_per_step": -1} if plan.dims else {})},
-        base_metrics=base_metrics, final_metrics=final_metrics,
-        log_rows=trainer.store.log_rows, select_metric=select_metric,
-        eval_sets={data_specs.label(spec): (len(ir.queries), len(ir.corpus))
-                   for spec, (_, ir) in zip(config.eval, eval_sets)},
-        versions={"embedder": __version__, "Transformers": transformers.__version__, "PyTorch": torch.__version__,
-                  "Tokenizers": tokenizers.__version__})
-    log_path = trainer.store.log_path
-    extra_files = {"train_config.json": json.dumps({**config.to_json(), "plan": plan.to_json()}, indent=2) + "\n"}
-    if log_path.is_file():
-        extra_files["training_log.jsonl"] = log_path.read_text(encoding="utf-8")
-    model.save(config.output, model_card=card, extra_files=extra_files)
-    out = Path(config.output)
-    if not config.save_steps:  # the end-of-training checkpoint was only a safeguard; the model folder has it all
-        shutil.rmtree(config.checkpoint_dir, ignore_errors=True)
-    distributed.barrier(context)
-
-    echo(f"\ntrained {trainer.state.step} steps in {train_seconds:.0f} s; saved the model of step {chosen_step} to {out}")
-    if final_metrics:
-        echo(format_table({"base": base_metrics, "fine-tuned": final_metrics}, list(final_metrics)))
-        if select_metric and final_metrics[select_metric] < base_metrics.get(select_metric, float("-inf")):
-            echo(f"\nWARNING: the fine-tuned model is WORSE than the base on {select_metric} "
-                 f"({final_metrics[select_metric]:.4f} < {base_metrics[select_metric]:.4f}); "
-                 "check the data, lower --lr or train fewer steps", err=True)
-        passages = list(eval_sets[0][1].corpus.values())
-        collapse = mean_offdiagonal_cosine(model, passages, config.eval_batch_size)
-        if collapse > 0.95:
-            echo(f"\nWARNING: the embeddings have COLLAPSED (mean cosine between different passages {collapse:.3f}); "
-                 "lower --lr or use --precision fp32", err=True)
-    return TrainingResult(model, final_metrics, base_metrics, plan, str(out))
 
 
 __all__ = ["TrainConfig", "TrainingResult", "TrainingStopped", "default_dims", "fit", "train"]

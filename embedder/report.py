@@ -17,11 +17,27 @@ def mean_offdiagonal_cosine(model, texts: list[str], batch_size: int) -> float:
     return float((sims.sum() - sims.diagonal().sum()) / max(n * n - n, 1))
 
 
+def overlap_warnings(train_pairs, eval_sets) -> list[str]:
+    """Eval questions that are also training anchors, and eval passages that are also training positives (the
+    same text): either inflates the eval metrics. One line per eval set that overlaps."""
+    anchors = {row[0] for pairs in train_pairs for row in pairs.rows}
+    positives = {row[1] for pairs in train_pairs for row in pairs.rows}
+    lines = []
+    for name, ir in eval_sets:
+        questions = sum(text in anchors for text in ir.queries.values())
+        passages = sum(text in positives for text in ir.corpus.values())
+        if questions or passages:
+            lines.append(f"WARNING: {ir.source or name}: {questions} of {len(ir.queries)} eval questions are training "
+                         f"anchors and {passages} of {len(ir.corpus)} eval passages are training positives; the "
+                         "metrics are inflated: evaluate on held-out questions")
+    return lines
+
+
 def startup_report(model, config, plan, train_sets, trainer) -> list[str]:
     """What the settings really mean, in plain lines: the resolved plan (embedder/plan.py) and what it implies."""
     pairs = sum(len(ds) for ds in train_sets)
     B = plan.batch_size
-    steps_per_epoch = len(trainer.batches[0]) if trainer.batches else 0
+    steps_per_epoch = trainer.epoch_lengths[0]
     dup = np.mean([batching.duplicate_share(ds.text_ids, B) for ds in train_sets])
     passages = [ids for ds in train_sets for col in ds.ids[1:] for ids in col]
     truncated = np.mean([len(ids) >= plan.max_seq_length for ids in passages]) if passages else 0.0
@@ -35,7 +51,9 @@ def startup_report(model, config, plan, train_sets, trainer) -> list[str]:
         f"negatives per query: {plan.negatives_per_query} ({in_batch} in-batch"
         + (f" + {plan.negatives_per_query - in_batch} hard)" if plan.hard_negative_columns else ")"),
         f"random batches of {B} holding a repeated text: {dup:.1%}; sampler: {plan.sampler}"
-        + (", duplicates masked in the loss" if config.mask_duplicates else ""),
+        + (", duplicates masked in the loss" if config.mask_duplicates else "")
+        + (f", negatives above the positive + {config.mask_false_negatives:g} masked (false negatives)"
+           if config.mask_false_negatives is not None else ""),
         f"passages truncated at max_seq_length {plan.max_seq_length}: {truncated:.1%}",
         f"scale {config.scale:g} = temperature {1 / config.scale:.3g}; lr {config.lr:g}, linear decay, "
         f"max_grad_norm {config.max_grad_norm:g}",

@@ -11,22 +11,37 @@ from __future__ import annotations
 
 from . import checkpoints, distributed
 from .evaluation import InformationRetrievalEvaluator
+from .regressions import ranks_of
 from .run_store import RunStore
+
+
+def changes(metrics: dict, base: dict, domain_key: str, general_keys: list[str]) -> str:
+    """'domain +0.0640 / general stdlib_test -0.0120': each metric's change since the base model."""
+    parts = [f"domain {metrics[domain_key] - base[domain_key]:+.4f}"]
+    parts += [f"general {key.split('_', 1)[1].rsplit('_cosine', 1)[0]} {metrics[key] - base[key]:+.4f}"
+              for key in general_keys if key in metrics and key in base]
+    return " / ".join(parts)
 
 
 class BestModelTracker:
     def __init__(self, evaluators: list[InformationRetrievalEvaluator], select_metric: str | None, keep_best: bool,
-                 store: RunStore, save_best_to_disk: bool, context: distributed.Context, echo):
+                 store: RunStore, save_best_to_disk: bool, context: distributed.Context, echo,
+                 general_keys: list[str] = ()):
         self.evaluators, self.select_metric, self.keep_best = evaluators, select_metric, keep_best
+        self.general_keys = list(general_keys)  # the forgetting check's metrics: reported, never selected
         self.store, self.save_best_to_disk, self.context, self.echo = store, save_best_to_disk, context, echo
         self.best_weights: dict | None = None
+        self.last_ranks: dict[str, dict] = {}  # eval set name -> query id -> rank of its first relevant passage
 
     def evaluate(self, model) -> dict[str, float]:
-        """Metrics on every eval set (rank 0 only; the other processes wait); the model is left in train mode."""
+        """Metrics on every eval set (rank 0 only; the other processes wait); the model is left in train mode.
+        Each query's rank of its first relevant passage is kept in `last_ranks` (embedder/regressions.py)."""
         metrics = {}
         if self.context.is_main:
             for evaluator in self.evaluators:
-                metrics.update(evaluator(model))
+                values, per_query = evaluator.evaluate(model)
+                metrics.update(values)
+                self.last_ranks[evaluator.name] = ranks_of(per_query)
         distributed.barrier(self.context)
         model.train()
         return metrics
@@ -37,7 +52,9 @@ class BestModelTracker:
         value = metrics.get(self.select_metric) if self.select_metric else None
         if value is None:
             return
-        self.echo(f"  step {state.step} (epoch {epoch}): {self.select_metric} = {value:.4f}")
+        self.echo(f"  step {state.step} (epoch {epoch}): {self.select_metric} = {value:.4f}"
+                  + (f" ({changes(metrics, state.base_metrics, self.select_metric, self.general_keys)})"
+                     if state.base_metrics else ""))
         if state.best_metric is None or value > state.best_metric:
             state.best_metric, state.best_step = value, state.step
             if self.keep_best:

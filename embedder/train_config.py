@@ -22,6 +22,9 @@ class TrainConfig:
     base: str = "all-mpnet-base-v2"
     train: tuple[str | PairDataset | IRDataset, ...] = ("stdlib:train",)  # files, the embedded data, or in memory
     eval: tuple[str | IRDataset, ...] = ("stdlib:val",)
+    eval_general: tuple[str | IRDataset, ...] | None = None  # forgetting check; None: see general_sets
+    max_general_drop: float = 0.02  # absolute cosine_map@100 on the general sets: a larger drop is warned about
+    merge: str | float = "auto"  # merge with the base after training: auto (searched), off, or a weight in (0, 1]
     output: str | None = None  # None: output/<base's name>-finetuned
     epochs: int = 5  # seeds: num_train_epochs 5 (mpnet, bge) / 1-3 (MiniLM)
     max_steps: int | None = None  # stops early when reached
@@ -43,6 +46,7 @@ class TrainConfig:
     logging_steps: int = 10
     sampler: str = "no_duplicates"  # or "random" (ST's default); see README for the measurement
     mask_duplicates: bool = False  # also drop in-batch false negatives inside the loss
+    mask_false_negatives: float | None = None  # drop negatives more similar than the positive + this margin
     query_prompt: str = ""
     passage_prompt: str = ""
     select_metric: str | None = None  # default: cosine_map@100 of the first eval set
@@ -63,9 +67,22 @@ class TrainConfig:
     def to_json(self) -> dict:
         """The settings as JSON values; in-memory data sets are named by their source."""
         record = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name in ("train", "eval"):
-            record[name] = [spec if isinstance(spec, str) else spec.source for spec in record[name]]
+        for name in ("train", "eval", "eval_general"):
+            if record[name] is not None:
+                record[name] = [spec if isinstance(spec, str) else spec.source for spec in record[name]]
         return {k: list(v) if isinstance(v, tuple) else v for k, v in record.items()}
+
+    @property
+    def general_sets(self) -> tuple:
+        """The forgetting check's IR sets: --eval-general as given; by default the embedded data set's test split
+        (a domain other than the user's documents) when there is evaluation at all and the training data is not
+        the embedded data set itself."""
+        if self.eval_general is not None:
+            return self.eval_general
+        from .data_specs import is_default_spec
+        if not self.eval or any(isinstance(spec, str) and is_default_spec(spec) for spec in self.train):
+            return ()
+        return ("stdlib:test",)
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -113,12 +130,20 @@ _RULES = (
      "no_duplicates or random"),
     ("max_bad_steps", "max_bad_steps", lambda v: _is_int(v) and v >= 1, "a whole number of at least 1"),
     ("eval_batch_size", "eval_batch_size", lambda v: _is_int(v) and v >= 1, "a whole number of at least 1"),
+    ("mask_false_negatives", "--mask-false-negatives",
+     lambda v: v is None or isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
+     "a margin of 0 or more (0.1 is usual; inf masks nothing)"),
     ("mini_batch_size", "--mini-batch-size", lambda v: v is None or _is_int(v) and v >= 1,
      "a whole number of at least 1"),
     ("train", "--train", lambda v: isinstance(v, tuple) and len(v) > 0 and all(
         isinstance(t, str) and t or isinstance(t, (PairDataset, IRDataset)) for t in v), "one or more data files"),
     ("eval", "--eval", lambda v: isinstance(v, tuple) and all(isinstance(t, str) and t or isinstance(t, IRDataset)
                                                               for t in v), "IR data files, or none"),
+    ("eval_general", "--eval-general", lambda v: v is None or isinstance(v, tuple) and all(
+        isinstance(t, str) and t or isinstance(t, IRDataset) for t in v), "IR data files, or none"),
+    ("max_general_drop", "--max-general-drop", lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    ("merge", "--merge", lambda v: v in ("auto", "off") or _is_number(v) and 0 < v <= 1,
+     "auto, off or a weight in (0, 1] (the fine-tuned share)"),
     ("output", "--output", lambda v: isinstance(v, str) and v != "", "a folder path"),
 )
 
@@ -137,6 +162,15 @@ def validate_config(config: TrainConfig) -> None:
     if config.select_metric and not config.eval:
         raise UserError(f"--select-metric {config.select_metric}: there is no evaluation data to select from "
                         "(--eval none); give --eval files or drop --select-metric")
+
+
+def parse_merge(text: str) -> str | float:
+    if text in ("auto", "off"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"--merge {text!r}: give auto, off or a weight like 0.7") from None
 
 
 def parse_dims(text: str) -> tuple[int, ...] | None | str:
@@ -165,4 +199,4 @@ def parse_weights(text: str | None) -> tuple[float, ...] | None:
     return weights
 
 
-__all__ = ["PRECISIONS", "TrainConfig", "parse_dims", "parse_weights", "validate_config"]
+__all__ = ["PRECISIONS", "TrainConfig", "parse_dims", "parse_merge", "parse_weights", "validate_config"]

@@ -56,6 +56,7 @@ class RunState:
     base: str = ""  # the base model the run started from; --resume refuses another
     plan: dict = field(default_factory=dict)  # the plan's resume_key (embedder/plan.py)
     base_metrics: dict = field(default_factory=dict)  # the base model's, from the run's first start
+    base_ranks: dict = field(default_factory=dict)  # and its per-query ranks (tracking.last_ranks)
     scaler: dict = field(default_factory=dict)
 
 
@@ -84,20 +85,30 @@ class Trainer:
         if not config.max_steps and config.epochs * rows > MAX_PLANNED_ROWS:
             raise UserError(f"--epochs {config.epochs} over {rows} pairs is {config.epochs * rows:,} rows to plan and "
                             "train; give --max-steps, or fewer epochs")
-        self.batches = []  # epochs are planned until --max-steps is reached, so --epochs may be large with it
+        # batches are planned one epoch at a time (linear in the rows, batching.py); at start each epoch is planned
+        # once only to count its steps for the schedule, until --max-steps is reached (so --epochs may be large)
+        self.epoch_lengths: list[int] = []
+        self._planned: tuple[int, list] | None = None
         for epoch in range(config.epochs):
-            self.batches.append(batching.epoch_batches(train_sets, plan.global_batch, plan.sampler, plan.seed, epoch))
-            if config.max_steps and sum(len(p) for p in self.batches) >= config.max_steps:
+            self.epoch_lengths.append(len(self.epoch_batches(epoch)))
+            if config.max_steps and sum(self.epoch_lengths) >= config.max_steps:
                 break
-        self.total_steps = sum(len(p) for p in self.batches)
+        self.total_steps = sum(self.epoch_lengths)
         if config.max_steps:
             self.total_steps = min(self.total_steps, config.max_steps)
         self.warmup = optim.warmup_steps(self.total_steps, config.warmup_ratio, config.warmup_steps)
         self.state = RunState(base=config.base, plan=plan.resume_key())
 
+    def epoch_batches(self, epoch: int) -> list[tuple[int, list[int]]]:
+        """(data set, rows of the global batch) for every step of `epoch`; the same for the same seed."""
+        if self._planned is None or self._planned[0] != epoch:
+            self._planned = (epoch, batching.epoch_batches(self.train_sets, self.plan.global_batch, self.plan.sampler,
+                                                           self.plan.seed, epoch))
+        return self._planned[1]
+
     # ----- evaluation (tracking.py) and checkpoints (run_store.py) -------------------------------------------
     def epoch_fraction(self) -> float:
-        steps_in_epoch = len(self.batches[self.state.epoch]) if self.state.epoch < len(self.batches) else 1
+        steps_in_epoch = self.epoch_lengths[self.state.epoch] if self.state.epoch < len(self.epoch_lengths) else 1
         return round(self.state.epoch + self.state.batch_in_epoch / steps_in_epoch, 4)
 
     def evaluate(self) -> dict[str, float]:
@@ -224,7 +235,7 @@ class Trainer:
         running, count = 0.0, 0
         with stop.deferred():
             while state.epoch < config.epochs and state.step < self.total_steps:
-                batches = self.batches[state.epoch]
+                batches = self.epoch_batches(state.epoch)
                 while state.batch_in_epoch < len(batches) and state.step < self.total_steps:
                     set_index, rows = batches[state.batch_in_epoch]
                     batch = batch_loss.collate(self.train_sets[set_index], rows, pad_id, self.prompt_lengths,

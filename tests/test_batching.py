@@ -2,6 +2,7 @@
 batch, every row once per epoch, new batches each epoch, exact length) and round-robin over several data sets."""
 
 import numpy as np
+import pytest
 
 from embedder import batching
 
@@ -45,3 +46,37 @@ def test_pad():
     features = batching.pad([[5, 6, 7], [8]], pad_id=0)
     assert features["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert features["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def _reference_no_duplicate_batches(text_ids, batch_size, seed, epoch):
+    """The sampler's definition, written plainly (quadratic): each batch scans all remaining rows in permutation
+    order and takes those sharing no text with it until full; the rest wait, in order, for the next batch."""
+    remaining = batching._permutation(len(text_ids), seed, epoch)
+    batches = []
+    while remaining:
+        batch, used, waiting = [], set(), []
+        for row in remaining:
+            texts = set(text_ids[row].tolist())
+            if len(batch) < batch_size and not texts & used:
+                batch.append(row)
+                used |= texts
+            else:
+                waiting.append(row)
+        batches.append(batch)
+        remaining = waiting
+    return batches
+
+
+@pytest.mark.parametrize("rows, distinct, batch_size, seed", [(600, 300, 16, 42), (1000, 100, 20, 1),
+                                                              (5000, 4500, 16, 2), (300, 12, 8, 42)])
+def test_linear_sampler_draws_the_reference_batches(rows, distinct, batch_size, seed):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, distinct, size=(rows, 2))
+    ids[:, 1] += distinct  # anchors and passages are different texts; both repeat
+    for epoch in (0, 1):
+        batches = batching.no_duplicate_batches(ids, batch_size, seed, epoch)
+        assert batches == _reference_no_duplicate_batches(ids, batch_size, seed, epoch)
+        assert sorted(r for b in batches for r in b) == list(range(rows))  # every row once per epoch
+        assert all(len(set(ids[b].ravel().tolist())) == ids[b].size for b in batches)  # no text twice in a batch
+    assert batching.no_duplicate_batches(ids, batch_size, seed, 0) != batching.no_duplicate_batches(ids, batch_size,
+                                                                                                   seed, 1)

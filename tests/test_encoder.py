@@ -116,3 +116,35 @@ def test_packed_path_equals_padded_path(arch):
         grads.append({n: p.grad.clone() for n, p in ours.named_parameters()})
     for name in grads[0]:
         assert torch.allclose(grads[0][name], grads[1][name], atol=1e-5), name
+
+
+def test_attention_recomputed_in_backward_gives_the_same_gradients():
+    """In training, attention probabilities (and their dropout mask) are recomputed in backward rather than kept:
+    the output and every gradient equal plain SDPA's with the same RNG state, bit for bit."""
+    from embedder.encoder import SelfAttention
+    config = EncoderConfig.from_hf(BertConfig(hidden_size=32, num_attention_heads=4, attention_probs_dropout_prob=0.3)
+                                   .to_dict())
+    attention = SelfAttention(config).train()
+    x = torch.randn(3, 10, 32, requires_grad=True)
+    mask = torch.ones(3, 1, 1, 10, dtype=torch.bool)
+    mask[0, ..., 7:] = False
+    torch.manual_seed(5)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(tuple(t.shape)) or t, lambda t: t):
+        ours = attention(x, mask)
+    assert saved and (3, 4, 10, 10) not in saved  # no (B, H, L, L) probabilities or dropout mask kept
+    ours.square().sum().backward()
+    grads = [x.grad.clone()] + [p.grad.clone() for p in attention.parameters()]
+    after = torch.rand(1)  # the RNG moves on exactly as without recomputation
+
+    x.grad = None
+    attention.zero_grad()
+    torch.manual_seed(5)
+    B, L, D = x.shape
+    q, k, v = attention.qkv(x).view(B, L, 3, 4, D // 4).permute(2, 0, 3, 1, 4)
+    context = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=0.3)
+    reference = attention.out(context.transpose(1, 2).reshape(B, L, D))
+    reference.square().sum().backward()
+    assert torch.equal(ours, reference) and torch.equal(after, torch.rand(1))
+    for ours_grad, reference_grad in zip(grads, [x.grad] + [p.grad for p in attention.parameters()]):
+        assert torch.equal(ours_grad, reference_grad)

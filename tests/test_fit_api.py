@@ -28,7 +28,8 @@ def test_in_memory_data_trains_like_the_same_files_on_the_command_line(tiny_bert
     result = embedder.fit(base=str(tiny_bert_folder), train=PAIRS, eval=IR, output=str(tmp_path / "api"),
                           echo=_quiet, **SETTINGS)
     assert isinstance(result.model, embedder.Embedder) and result.output == str(tmp_path / "api")
-    assert len(result.metrics) == 30 and set(result.metrics) == set(result.base_metrics)
+    assert set(result.metrics) == set(result.base_metrics) and "general_stdlib_test_cosine_map@100" in result.metrics
+    assert len([k for k in result.metrics if not k.startswith("general_")]) == 30
     assert result.plan.select_metric == "cosine_map@100" and result.plan.dims is None
 
     pairs_file, ir_file = tmp_path / "pairs.jsonl", tmp_path / "val.json"
@@ -42,6 +43,10 @@ def test_in_memory_data_trains_like_the_same_files_on_the_command_line(tiny_bert
     assert (tmp_path / "api" / "model.safetensors").read_bytes() == (tmp_path / "cli" / "model.safetensors").read_bytes()
     # the metrics returned are the saved model's, as evaluate.py scores it
     assert f"{result.metrics['cosine_map@100']:.4f}" in cli.stdout
+    changes = [json.loads(line) for line in (tmp_path / "api" / "per_query_changes.jsonl").read_text().splitlines()]
+    assert sorted(row["query_id"] for row in changes) == sorted(IR["questions"])  # issue 15 item 4
+    improved = sum(row["change"] < 0 for row in changes)
+    assert f"per query: {improved} of 6 improved" in cli.stdout
     saved = json.loads((tmp_path / "api" / "train_config.json").read_text())
     assert saved["train"] == ["train (in memory)"] and saved["plan"]["batch_size"] == 8
 
@@ -103,3 +108,20 @@ def test_the_readme_example_runs(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     before, after = (float(x) for x in run.stdout.strip().splitlines()[-1].split("saved to")[0].split("->"))
     assert 0 < before < 1 and 0 < after < 1 and (tmp_path / "out" / "minilm-api" / "modules.json").is_file()
+
+
+def test_train_eval_overlap_is_warned_with_counts(tiny_bert_folder, tmp_path):
+    """Issue 15 item 5: eval questions equal to training anchors, eval passages equal to training positives."""
+    messages = []
+    embedder.fit(base=str(tiny_bert_folder), train=PAIRS, eval=IR, output=str(tmp_path / "m"), max_steps=1,
+                 echo=lambda *a, err=False, **k: messages.append((err, " ".join(map(str, a)))), **SETTINGS)
+    # IR's 6 questions are PAIRS' first 6 anchors; its 6 passages are their positives
+    assert (True, "WARNING: eval (in memory): 6 of 6 eval questions are training anchors and 6 of 6 eval passages "
+                  "are training positives; the metrics are inflated: evaluate on held-out questions") in messages
+    held_out = {**IR, "questions": {qid: text + " (asked differently)" for qid, text in IR["questions"].items()}}
+    messages.clear()
+    embedder.fit(base=str(tiny_bert_folder), train=PAIRS, eval=held_out, output=str(tmp_path / "n"), max_steps=1,
+                 echo=lambda *a, err=False, **k: messages.append((err, " ".join(map(str, a)))), **SETTINGS)
+    assert [m for err, m in messages if err and "eval questions" in m] == \
+        ["WARNING: eval (in memory): 0 of 6 eval questions are training anchors and 6 of 6 eval passages are training "
+         "positives; the metrics are inflated: evaluate on held-out questions"]

@@ -86,3 +86,39 @@ def test_whole_model_loss_matches_st(minilm_folder, dims, weights):
     a, p = ours(ours.tokenize(anchors)), ours(ours.tokenize(positives))
     got = (losses.matryoshka_loss(a, p, dims, weights) if dims else losses.mnrl_loss(a, p)).item()
     assert abs(got - expected) <= 1e-5
+
+
+def test_false_negative_margin_of_infinity_is_mnrl_exactly():
+    torch.manual_seed(0)
+    anchors = torch.randn(6, 16, requires_grad=True)
+    candidates = torch.randn(12, 16, requires_grad=True)
+    plain = losses.matryoshka_loss(anchors, candidates, [16, 8, 4], scale=20.0)
+    grads = torch.autograd.grad(plain, [anchors, candidates])
+    masked = losses.matryoshka_loss(anchors, candidates, [16, 8, 4], scale=20.0, false_negative_margin=math.inf)
+    assert torch.equal(plain, masked)
+    assert all(torch.equal(a, b) for a, b in zip(grads, torch.autograd.grad(masked, [anchors, candidates])))
+
+
+def test_false_negative_masking_by_hand():
+    """a0 = (1, 0), a1 = (0, 1), a2 = (1, 1)/√2 against c0 = (0.8, 0.6), c1 = (0, 1), c2 = (1, 0), margin 0.1:
+    a0's positive c0 has cos 0.8 and c2 has 1.0 > 0.9: dropped; a1's positive has cos 1: nothing dropped;
+    a2's positive c2 has cos 0.7071 and c0 has 1.4/√2 = 0.98995 > 0.8071: dropped, c1 (0.7071) kept."""
+    r = 1 / math.sqrt(2)
+    anchors = torch.tensor([[1.0, 0.0], [0.0, 1.0], [r, r]])
+    candidates = torch.tensor([[0.8, 0.6], [0.0, 1.0], [1.0, 0.0]])
+    cosine = anchors @ candidates.T
+    assert losses.false_negative_mask(cosine, 0, 0.1).tolist() == [[False, False, True], [False, False, False],
+                                                                    [True, False, False]]
+    expected = (math.log(math.exp(16) + math.exp(0)) - 16
+                + math.log(math.exp(12) + math.exp(20) + math.exp(0)) - 20
+                + math.log(2)) / 3  # row 2: c1 and c2 both at 20·0.7071
+    loss = losses.mnrl_loss(anchors, candidates, 20.0, false_negative_margin=0.1)
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    # gathered candidates: this process's positives start at `offset`; the rule is the same, shifted
+    shifted = torch.cat([torch.tensor([[0.0, -1.0]]), candidates])
+    assert losses.false_negative_mask(anchors @ shifted.T, 1, 0.1).tolist() == \
+        [[False, False, False, True], [False, False, False, False], [False, True, False, False]]
+    assert losses.mnrl_loss(anchors, shifted, 20.0, offset=1, false_negative_margin=0.1).item() == pytest.approx(
+        (math.log(math.exp(-20) + math.exp(16) + 1) - 16 + math.log(math.exp(-20) + math.exp(12) + math.exp(20) + 1)
+         - 20 + math.log(math.exp(-14.142135623730951) + 2 * math.exp(14.142135623730951)) - 14.142135623730951) / 3,
+        rel=1e-6)

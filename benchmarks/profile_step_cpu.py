@@ -1,0 +1,45 @@
+"""Where a CPU training step's time goes: torch.profiler over steps 2-3 of a real run (the first step warms up).
+
+    python benchmarks/profile_step_cpu.py --base all-mpnet-base-v2 --precision auto --batch-size 20
+
+Runs `embedder.fit` on the embedded default data (the main job's data), no evaluation, and prints the profiler's
+table of operators by self CPU time. Never run as a test.
+"""
+
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+@click.command()
+@click.option("--base", default="all-mpnet-base-v2")
+@click.option("--precision", default="auto")
+@click.option("--batch-size", default=20, type=int)
+@click.option("--rows", default=15, type=int, help="operators to print")
+def main(base, precision, batch_size, rows):
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    import embedder
+    profiler = profile(activities=[ProfilerActivity.CPU])
+
+    def hook(step):
+        if step == 1:
+            profiler.start()
+        elif step == 3:
+            profiler.stop()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        result = embedder.fit(base=base, train="stdlib:train", eval=None, output=f"{tmp}/m", max_steps=3,
+                              batch_size=batch_size, precision=precision, echo=lambda *a, **k: None)
+    print(f"{base}, batch {batch_size}, precision {result.plan.precision} ({result.plan.precision_reason}), "
+          f"{torch.get_num_threads()} threads; steps 2-3 of the default data\n")
+    print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+
+
+if __name__ == "__main__":
+    main()
