@@ -2,7 +2,7 @@
 
     python benchmarks/profile_step_cpu.py --base all-mpnet-base-v2 --precision auto --batch-size 20
 
-Runs `embedder.fit` on the embedded default data (the main job's data), no evaluation, and prints the profiler's
+Trains on the embedded default data (the main job's data), no evaluation, and prints the profiler's
 table of operators by self CPU time. Never run as a test.
 """
 
@@ -25,6 +25,7 @@ def main(base, precision, batch_size, rows):
     from torch.profiler import ProfilerActivity, profile
 
     import embedder
+    import embedder.recipe
     profiler = profile(activities=[ProfilerActivity.CPU])
 
     def hook(step):
@@ -34,8 +35,9 @@ def main(base, precision, batch_size, rows):
             profiler.stop()
 
     with tempfile.TemporaryDirectory() as tmp:
-        result = embedder.fit(base=base, train="stdlib:train", eval=None, output=f"{tmp}/m", max_steps=3,
-                              batch_size=batch_size, precision=precision, echo=lambda *a, **k: None)
+        config = embedder.TrainConfig(base=base, train=("stdlib:train",), eval=(), output=f"{tmp}/m", max_steps=3,
+                                      batch_size=batch_size, precision=precision)
+        result = embedder.recipe.train(config, echo=lambda *a, **k: None, step_hook=hook)
     print(f"{base}, batch {batch_size}, precision {result.plan.precision} ({result.plan.precision_reason}), "
           f"{torch.get_num_threads()} threads; steps 2-3 of the default data\n")
     print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))

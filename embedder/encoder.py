@@ -134,6 +134,27 @@ def relative_position_buckets(length: int, num_buckets: int = 32, max_distance: 
     return bucket + torch.where(n < max_exact, n, large)
 
 
+def keep_mask(shape, p: float, device=None) -> tuple[torch.Tensor, float]:
+    """(boolean mask, keep rate): each entry kept with probability 1 − p', p' = round(p · 2¹⁶) / 2¹⁶ (|p' − p| ≤
+    2⁻¹⁷), independently. Drawn from torch's generator as uniform 16-bit lanes of full-range 64-bit words: one
+    draw per four entries (torch's bernoulli_ draws one per entry)."""
+    n = math.prod(shape)
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-2**63, 2**63 - 1)
+    threshold = round(p * 65536)
+    lanes = words.view(torch.int16)[:n].view(shape)
+    return lanes >= threshold - 32768, 1 - threshold / 65536
+
+
+def attention_with_dropout(q, k, v, mask, p: float) -> torch.Tensor:
+    """softmax(q kᵀ / √d_head + mask) with dropout p on the probabilities (rescaled by 1 / keep rate), times v;
+    mask: boolean (True = attend) or additive. SDPA's math kernel, with the dropout mask from keep_mask."""
+    scores = (q @ k.transpose(-2, -1)) * (1 / math.sqrt(q.shape[-1]))
+    scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+    probabilities = torch.softmax(scores, dim=-1)
+    keep, rate = keep_mask(probabilities.shape, p, probabilities.device)
+    return (probabilities * keep * (1 / rate)).to(v.dtype) @ v
+
+
 class SelfAttention(nn.Module):
     def __init__(self, config: EncoderConfig):
         super().__init__()
@@ -156,12 +177,16 @@ class SelfAttention(nn.Module):
         # -> 3 x (B, H, L, d_head)
         q, k, v = qkv.view(B, L, 3, self.num_heads, D // self.num_heads).permute(2, 0, 3, 1, 4)
         dropout = self.dropout if self.training else 0.0
-        if dropout and torch.is_grad_enabled():
+        if dropout and not torch.is_grad_enabled() and q.device.type == "cpu":  # GradCache's first pass: the same
+            context = attention_with_dropout(q, k, v, mask, dropout)                # masks as its second
+        elif dropout and torch.is_grad_enabled():
             # dropout on the probabilities forces SDPA's math kernel, which keeps the (B, H, L, L) scores,
             # probabilities and dropout mask of every layer for backward (most of a training step's memory at
             # 384 tokens); recompute them in backward instead, from q, k, v and the same RNG state: the same
-            # numbers, ~L/(6·D) more FLOPs per step
-            context = checkpoint(F.scaled_dot_product_attention, q, k, v, mask, dropout, use_reentrant=False)
+            # numbers, ~L/(6·D) more FLOPs per step. On the CPU the mask is drawn 4 draws to a 64-bit word
+            # (attention_with_dropout), which was 28 % of a bf16 mpnet step when torch drew it.
+            attend = attention_with_dropout if q.device.type == "cpu" else F.scaled_dot_product_attention
+            context = checkpoint(attend, q, k, v, mask, dropout, use_reentrant=False)
         else:
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)  # (B, H, L, d_head)
         if packed is not None:

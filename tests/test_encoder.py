@@ -1,6 +1,8 @@
 """The hand-written BERT and MPNet encoders against transformers' BertModel / MPNetModel (eager attention):
 last hidden state at non-padding positions, float32, eval mode, <= 1e-5. Run: pytest tests/test_encoder.py"""
 
+import math
+
 import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, MPNetConfig, MPNetModel
@@ -120,8 +122,10 @@ def test_packed_path_equals_padded_path(arch):
 
 def test_attention_recomputed_in_backward_gives_the_same_gradients():
     """In training, attention probabilities (and their dropout mask) are recomputed in backward rather than kept:
-    the output and every gradient equal plain SDPA's with the same RNG state, bit for bit."""
-    from embedder.encoder import SelfAttention
+    the output and every gradient equal the formula softmax(q kᵀ/√d + mask) · keep / rate · v computed directly with
+    the same dropout mask (drawn again from the same RNG state), bit for bit, and the RNG moves on as without
+    recomputation."""
+    from embedder.encoder import SelfAttention, keep_mask
     config = EncoderConfig.from_hf(BertConfig(hidden_size=32, num_attention_heads=4, attention_probs_dropout_prob=0.3)
                                    .to_dict())
     attention = SelfAttention(config).train()
@@ -135,16 +139,35 @@ def test_attention_recomputed_in_backward_gives_the_same_gradients():
     assert saved and (3, 4, 10, 10) not in saved  # no (B, H, L, L) probabilities or dropout mask kept
     ours.square().sum().backward()
     grads = [x.grad.clone()] + [p.grad.clone() for p in attention.parameters()]
-    after = torch.rand(1)  # the RNG moves on exactly as without recomputation
+    after = torch.rand(1)
 
     x.grad = None
     attention.zero_grad()
     torch.manual_seed(5)
     B, L, D = x.shape
     q, k, v = attention.qkv(x).view(B, L, 3, 4, D // 4).permute(2, 0, 3, 1, 4)
-    context = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=0.3)
+    scores = (q @ k.transpose(-2, -1) * (1 / math.sqrt(D // 4))).masked_fill(~mask, float("-inf"))
+    keep, rate = keep_mask((3, 4, 10, 10), 0.3)
+    context = (torch.softmax(scores, dim=-1) * keep * (1 / rate)) @ v
     reference = attention.out(context.transpose(1, 2).reshape(B, L, D))
     reference.square().sum().backward()
     assert torch.equal(ours, reference) and torch.equal(after, torch.rand(1))
     for ours_grad, reference_grad in zip(grads, [x.grad] + [p.grad for p in attention.parameters()]):
         assert torch.equal(ours_grad, reference_grad)
+
+
+def test_fast_dropout_mask_keeps_the_asked_share_uniformly():
+    """The mask's keep rate is 1 − p to 2⁻¹⁷, every 16-bit lane of the drawn words alike, and attention without
+    dropout equals SDPA (boolean and additive masks)."""
+    from embedder.encoder import attention_with_dropout, keep_mask
+    torch.manual_seed(0)
+    keep, rate = keep_mask((4_000_000,), 0.1)
+    assert abs(rate - 0.9) <= 2**-17
+    assert all(abs(keep[lane::4].float().mean().item() - rate) < 0.002 for lane in range(4))
+    q, k, v = (torch.randn(2, 4, 9, 8) for _ in range(3))
+    key_mask = torch.ones(2, 1, 1, 9, dtype=torch.bool)
+    key_mask[0, ..., 6:] = False
+    bias = torch.randn(2, 4, 9, 9).masked_fill(~key_mask, float("-inf"))
+    for mask in (key_mask, bias):
+        expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        assert (attention_with_dropout(q, k, v, mask, 0.0) - expected).abs().max() <= 1e-6
