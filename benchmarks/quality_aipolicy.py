@@ -37,13 +37,15 @@ VARIANTS = {"random": ("random", False, None), "no_duplicates": ("no_duplicates"
 @click.option("--keep-last", is_flag=True, help="score the last model instead of the best by validation map@100")
 @click.option("--precision", "precisions", multiple=True, default=["fp32"],
               help="training precision(s), side by side (the test set is always scored in fp32)")
+@click.option("--merge", default="off", show_default=True,
+              help="train.py's --merge: off measures the training alone (as ST's trainer), auto its default")
 @click.option("--json-out", default=None)
-def main(base, data, batch_size, epochs, dims, weights, variants, seeds, keep_last, precisions, json_out):
+def main(base, data, batch_size, epochs, dims, weights, variants, seeds, keep_last, precisions, merge, json_out):
     import embedder
     from embedder.data import load_ir
     from embedder.evaluation import InformationRetrievalEvaluator
     from embedder.recipe import train
-    from embedder.train_config import TrainConfig, parse_dims, parse_weights
+    from embedder.train_config import TrainConfig, parse_dims, parse_merge, parse_weights
 
     test = load_ir(Path(data) / "test.json")
     rows = []
@@ -57,7 +59,7 @@ def main(base, data, batch_size, epochs, dims, weights, variants, seeds, keep_la
                                  batch_size=batch_size, seed=seed, matryoshka_dims=parse_dims(dims),
                                  matryoshka_weights=parse_weights(weights),
                                  sampler=sampler, mask_duplicates=mask, mask_false_negatives=margin, eval_steps=None,
-                                 keep_best=not keep_last, precision=precision)
+                                 keep_best=not keep_last, precision=precision, merge=parse_merge(merge))
             started = time.time()
             train(config, echo=lambda *a, **k: None)
             seconds = time.time() - started
@@ -71,7 +73,7 @@ def main(base, data, batch_size, epochs, dims, weights, variants, seeds, keep_la
             row[f"dim_{score_dims[1]} map@100"] = metrics[f"dim_{score_dims[1]}_cosine_map@100"]
         rows.append(row)
         print(json.dumps(row), flush=True)
-    print(f"\n{base}, batch {batch_size}, {epochs} epoch(s), dims {dims}; {platform.processor() or platform.machine()}, "
+    print(f"\n{base}, batch {batch_size}, {epochs} epoch(s), dims {dims}, merge {merge}; {platform.processor() or platform.machine()}, "
           f"python {platform.python_version()}\n")
     keys = list(rows[0])
     print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
