@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 from .errors import UserError  # noqa: E402
 from .pipeline import Embedder, load  # noqa: E402
 
-_TRAINING = {"fit": "recipe", "TrainingResult": "recipe", "TrainConfig": "train_config"}
+_TRAINING = {"fit": "recipe", "TrainingResult": "training_end", "TrainConfig": "train_config"}
 
 
 def __getattr__(name: str):

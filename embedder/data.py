@@ -113,7 +113,7 @@ def _json_records(text: str, path) -> list:
             if line.strip()]
 
 
-def _check_text(value, path, where: str) -> str:
+def check_text(value, path, where: str) -> str:
     if not isinstance(value, str):
         raise UserError(f"{path}: {where} is {type(value).__name__}, not text; every text must be a string")
     if not value.strip():
@@ -125,7 +125,7 @@ def _check_text(value, path, where: str) -> str:
 IR_FORMAT = "an IR set, one JSON object with questions, corpus and relevant_contexts"
 
 
-def _ir_from_object(obj, path) -> IRDataset:
+def ir_from_object(obj, path) -> IRDataset:
     if not isinstance(obj, dict):
         raise UserError(f"{path}: holds a JSON {type(obj).__name__}, not {IR_FORMAT}")
     questions = obj.get("questions", obj.get("queries"))
@@ -139,9 +139,9 @@ def _ir_from_object(obj, path) -> IRDataset:
     if not questions or not corpus:
         raise UserError(f"{path}: the data set is empty (no questions or no corpus); add records")
     for qid, text in questions.items():
-        _check_text(text, path, f"question {qid!r}")
+        check_text(text, path, f"question {qid!r}")
     for pid, text in corpus.items():
-        _check_text(text, path, f"passage {pid!r}")
+        check_text(text, path, f"passage {pid!r}")
     clean = {}
     for qid, pids in relevant.items():
         if qid not in questions:
@@ -173,7 +173,7 @@ def load_ir(path: str | Path) -> IRDataset:
     if len(records) != 1 or not isinstance(records[0], dict) or "corpus" not in records[0]:
         raise UserError(f"{path}: holds {len(records)} records of pairs; evaluation (--eval, --data) needs "
                         f"{IR_FORMAT}; pair files can only be --train data")
-    return _ir_from_object(records[0], path)
+    return ir_from_object(records[0], path)
 
 
 def ir_to_pairs(ir: IRDataset) -> PairDataset:
@@ -200,7 +200,7 @@ def _pair_columns(header: list[str], path) -> list[str]:
                     "rename the columns")
 
 
-def _rows_from_records(records: list, path) -> PairDataset:
+def rows_from_records(records: list, path) -> PairDataset:
     first = records[0] if records and isinstance(records[0], dict) else None
     if first is None:
         raise UserError(f"{path}: records must be JSON objects with anchor/positive or query/pos fields")
@@ -216,10 +216,10 @@ def _rows_from_records(records: list, path) -> PairDataset:
                                 "or remove the record")
             if record.get("neg") is not None and not isinstance(record["neg"], list):
                 raise UserError(f"{path}: record {number} has a 'neg' that is not a list")
-            query = _check_text(record["query"], path, f"record {number} query")
-            negs = [_check_text(n, path, f"record {number} neg") for n in (record.get("neg") or [])[:n_neg]]
+            query = check_text(record["query"], path, f"record {number} query")
+            negs = [check_text(n, path, f"record {number} neg") for n in (record.get("neg") or [])[:n_neg]]
             for pos in record["pos"]:
-                rows.append((query, _check_text(pos, path, f"record {number} pos"), *negs))
+                rows.append((query, check_text(pos, path, f"record {number} pos"), *negs))
         columns = ("anchor", "positive") + tuple(f"negative_{i + 1}" for i in range(n_neg))
         return PairDataset(columns, rows, str(path))
     columns = _pair_columns(list(first), path)
@@ -230,7 +230,7 @@ def _rows_from_records(records: list, path) -> PairDataset:
         for column in columns:
             if column not in record:
                 raise UserError(f"{path}: record {number} lacks column {column!r}")
-        rows.append(tuple(_check_text(record[c], path, f"record {number} column {c!r}") for c in columns))
+        rows.append(tuple(check_text(record[c], path, f"record {number} column {c!r}") for c in columns))
     return PairDataset(tuple(columns), rows, str(path))
 
 
@@ -254,7 +254,7 @@ def _read_delimited(text: str, path, delimiter: str) -> PairDataset:
             if len(row) != len(header):
                 raise UserError(f"{path}: line {start} has {len(row)} fields, the header has {len(header)}; "
                                 "quote fields that contain the delimiter")
-            rows.append(tuple(_check_text(row[i], path, f"line {start} column {c!r}") for i, c in zip(index, columns)))
+            rows.append(tuple(check_text(row[i], path, f"line {start} column {c!r}") for i, c in zip(index, columns)))
     except csv.Error as err:
         raise UserError(f"{path}: invalid {'TSV' if delimiter == chr(9) else 'CSV'} in the record that starts at "
                         f"line {start} ({err}); close or escape its quotes") from None
@@ -271,9 +271,9 @@ def load_training_file(path: str | Path) -> PairDataset:
     else:
         records = _json_records(text, path)
         if len(records) == 1 and isinstance(records[0], dict) and ("corpus" in records[0] or "questions" in records[0]):
-            pairs = ir_to_pairs(_ir_from_object(records[0], path))
+            pairs = ir_to_pairs(ir_from_object(records[0], path))
         else:
-            pairs = _rows_from_records(records, path)
+            pairs = rows_from_records(records, path)
     if not pairs.rows:
         raise UserError(f"{path}: the data set is empty; it needs at least one pair")
     return pairs

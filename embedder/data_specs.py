@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .data import (IRDataset, PairDataset, _check_text, _ir_from_object, _rows_from_records, ir_to_pairs, load_ir,
-                   load_training_file)
+from .data import (IRDataset, PairDataset, check_text, ir_from_object, ir_to_pairs, load_ir, load_training_file,
+                   rows_from_records)
 from .errors import UserError
 
 DEFAULT_DATA = "stdlib"
@@ -74,12 +74,12 @@ def load_train(spec) -> PairDataset:
 def pairs_from_memory(value, source: str) -> PairDataset:
     """Training pairs from a list of tuples or of records (see the module docstring); UserError naming `source`."""
     if isinstance(value, dict):
-        return ir_to_pairs(_ir_from_object(value, source))
+        return ir_to_pairs(ir_from_object(value, source))
     rows = list(value)
     if not rows:
         raise UserError(f"{source}: the data set is empty; it needs at least one pair")
     if isinstance(rows[0], dict):
-        return _rows_from_records(rows, source)
+        return rows_from_records(rows, source)
     width = None
     clean = []
     for number, row in enumerate(rows, start=1):
@@ -90,7 +90,7 @@ def pairs_from_memory(value, source: str) -> PairDataset:
             raise UserError(f"{source}: row {number} has {len(row)} texts, row 1 has {width}; give every row the "
                             "same columns")
         width = len(row)
-        clean.append(tuple(_check_text(text, source, f"row {number} text {i + 1}") for i, text in enumerate(row)))
+        clean.append(tuple(check_text(text, source, f"row {number} text {i + 1}") for i, text in enumerate(row)))
     columns = ("anchor", "positive") + tuple(f"negative_{i}" for i in range(1, width - 1))
     return PairDataset(columns, clean, source)
 
@@ -117,7 +117,7 @@ def from_memory(value, flag: str, kind: str):
             if not isinstance(item, dict):
                 raise UserError(f"{source}: is a {type(item).__name__}; evaluation data must be an IR dict with "
                                 "questions, corpus and relevant_contexts, or a file path")
-            specs.append(_ir_from_object(item, source))
+            specs.append(ir_from_object(item, source))
         else:
             specs.append(pairs_from_memory(item, source))
     return tuple(specs)

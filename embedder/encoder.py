@@ -177,18 +177,18 @@ class SelfAttention(nn.Module):
         # -> 3 x (B, H, L, d_head)
         q, k, v = qkv.view(B, L, 3, self.num_heads, D // self.num_heads).permute(2, 0, 3, 1, 4)
         dropout = self.dropout if self.training else 0.0
-        if dropout and not torch.is_grad_enabled() and q.device.type == "cpu":  # GradCache's first pass: the same
-            context = attention_with_dropout(q, k, v, mask, dropout)                # masks as its second
-        elif dropout and torch.is_grad_enabled():
+        if dropout:
             # dropout on the probabilities forces SDPA's math kernel, which keeps the (B, H, L, L) scores,
             # probabilities and dropout mask of every layer for backward (most of a training step's memory at
-            # 384 tokens); recompute them in backward instead, from q, k, v and the same RNG state: the same
-            # numbers, ~L/(6·D) more FLOPs per step. On the CPU the mask is drawn 4 draws to a 64-bit word
-            # (attention_with_dropout), which was 28 % of a bf16 mpnet step when torch drew it.
+            # 384 tokens); with gradients they are recomputed in backward instead, from q, k, v and the same RNG
+            # state: the same numbers, ~L/(6·D) more FLOPs per step. On the CPU the mask is drawn 4 entries to a
+            # 64-bit word (attention_with_dropout; torch's draw was 28 % of a bf16 mpnet step), with or without
+            # gradients, so GradCache's two passes draw the same masks.
             attend = attention_with_dropout if q.device.type == "cpu" else F.scaled_dot_product_attention
-            context = checkpoint(attend, q, k, v, mask, dropout, use_reentrant=False)
+            context = checkpoint(attend, q, k, v, mask, dropout, use_reentrant=False) if torch.is_grad_enabled() \
+                else attend(q, k, v, mask, dropout)
         else:
-            context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)  # (B, H, L, d_head)
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, L, d_head)
         if packed is not None:
             return self.out(context.transpose(1, 2).reshape(B * L, D).index_select(0, index))  # (T, D)
         return self.out(context.transpose(1, 2).reshape(B, L, D))
