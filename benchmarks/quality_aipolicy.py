@@ -39,8 +39,12 @@ VARIANTS = {"random": ("random", False, None), "no_duplicates": ("no_duplicates"
               help="training precision(s), side by side (the test set is always scored in fp32)")
 @click.option("--merge", default="off", show_default=True,
               help="train.py's --merge: off measures the training alone (as ST's trainer), auto its default")
+@click.option("--merge-grid", is_flag=True,
+              help="after training (merge off), score every merge with the base on val, general and test, and "
+                   "what --merge auto keeps")
 @click.option("--json-out", default=None)
-def main(base, data, batch_size, epochs, dims, weights, variants, seeds, keep_last, precisions, merge, json_out):
+def main(base, data, batch_size, epochs, dims, weights, variants, seeds, keep_last, precisions, merge, merge_grid,
+         json_out):
     import embedder
     from embedder.data import load_ir
     from embedder.evaluation import InformationRetrievalEvaluator
@@ -59,25 +63,29 @@ def main(base, data, batch_size, epochs, dims, weights, variants, seeds, keep_la
                                  batch_size=batch_size, seed=seed, matryoshka_dims=parse_dims(dims),
                                  matryoshka_weights=parse_weights(weights),
                                  sampler=sampler, mask_duplicates=mask, mask_false_negatives=margin, eval_steps=None,
-                                 keep_best=not keep_last, precision=precision, merge=parse_merge(merge))
+                                 keep_best=not keep_last, precision=precision,
+                                 merge="off" if merge_grid else parse_merge(merge))
             started = time.time()
-            train(config, echo=lambda *a, **k: None)
+            result = train(config, echo=lambda *a, **k: None)
             seconds = time.time() - started
             model = embedder.load(f"{tmp}/model", device="cpu")
             score_dims = [None] + ([int(d) for d in dims.split(",")][-1:] if dims != "none" else [])
-            metrics = InformationRetrievalEvaluator(test.queries, test.corpus, test.relevant,
-                                                    dims=tuple(score_dims))(model)
+            test_evaluator = InformationRetrievalEvaluator(test.queries, test.corpus, test.relevant,
+                                                           dims=tuple(score_dims))
+            metrics = test_evaluator(model)
         row = {"variant": variant, "precision": precision, "seed": seed, "map@100": metrics["cosine_map@100"],
                "seconds": seconds}
         if len(score_dims) > 1:
             row[f"dim_{score_dims[1]} map@100"] = metrics[f"dim_{score_dims[1]}_cosine_map@100"]
+        if merge_grid:
+            row.update(score_merges(config, result, model, test_evaluator))
         rows.append(row)
         print(json.dumps(row), flush=True)
     print(f"\n{base}, batch {batch_size}, {epochs} epoch(s), dims {dims}, merge {merge}; {platform.processor() or platform.machine()}, "
           f"python {platform.python_version()}\n")
-    keys = list(rows[0])
+    keys = [k for k in rows[0] if k != "grid"]
     print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
-    for row in rows:
+    for row in [{k: v for k, v in r.items() if k != "grid"} for r in rows]:
         print("| " + " | ".join(f"{row[k]:.4f}" if isinstance(row[k], float) else str(row[k]) for k in keys) + " |")
     for variant in variants:
         for precision in precisions:
@@ -85,8 +93,50 @@ def main(base, data, batch_size, epochs, dims, weights, variants, seeds, keep_la
             spread = f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else ""
             print(f"{variant}, {precision}: mean map@100 {statistics.mean(values):.4f}{spread} over {len(values)} "
                   "seed(s)")
+    for row in rows if merge_grid else []:
+        print(f"\nseed {row['seed']}, {row['variant']}: w -> validation / general / test cosine_map@100 "
+              f"(base: general {row['general base']:.4f}, test {row['test base']:.4f})")
+        print("| w | validation | general | test |\n|---|---|---|---|")
+        for w, (val, general, tested) in sorted(row["grid"].items()):
+            kept = " (kept)" if w == row["merge w"] else ""
+            print(f"| {w:.1f}{kept} | {val:.4f} | {general:.4f} | {tested:.4f} |")
     if json_out:
         Path(json_out).write_text(json.dumps(rows, indent=1))
+
+
+def score_merges(config, result, model, test_evaluator) -> dict:
+    """--merge auto replayed on the trained (unmerged) model: every w scored on validation and general exactly as
+    training scores them (same evaluators, the run's autocast), and on test in fp32; the w auto keeps."""
+    from embedder import data_specs, merge
+    from embedder.evaluation import InformationRetrievalEvaluator
+    from embedder.pipeline import load
+    from embedder.plan import DEFAULT_SELECT
+
+    plan = result.plan
+    evaluators = [InformationRetrievalEvaluator(ir.queries, ir.corpus, ir.relevant, name=name, dims=plan.eval_dims,
+                                                batch_size=config.eval_batch_size, compute_precision=plan.precision)
+                  for name, ir in zip(plan.eval_names, map(data_specs.load_eval_set, config.eval))]
+    general_names = [f"general_{data_specs.set_name(spec)}" for spec in config.general_sets]
+    evaluators += [InformationRetrievalEvaluator(ir.queries, ir.corpus, ir.relevant, name=name,
+                                                 batch_size=config.eval_batch_size, compute_precision=plan.precision)
+                   for name, ir in zip(general_names, map(data_specs.load_eval_set, config.general_sets))]
+    general_keys = [f"{name}_{DEFAULT_SELECT}" for name in general_names]
+    tests = {1.0: test_evaluator(model)["cosine_map@100"]}
+
+    def evaluate(merged, w):
+        tests[w] = test_evaluator(merged)["cosine_map@100"]
+        return {k: v for e in evaluators for k, v in e(merged).items()}
+
+    base = load(config.base, device="cpu")
+    base_state = {k: v.detach() for k, v in base.state_dict().items()}
+    unmerged = {k: v for e in evaluators for k, v in e(model).items()}
+    chosen, scores = merge.search(model, base_state, evaluate, unmerged, "auto", plan.select_metric, general_keys,
+                                  result.base_metrics, config.max_general_drop)
+    general = general_keys[0]
+    return {"merge w": chosen, "test merged": tests[chosen], "test base": test_evaluator(base)["cosine_map@100"],
+            "general base": result.base_metrics[general], "general unmerged": scores[1.0][general],
+            "general merged": scores[chosen][general],
+            "grid": {w: (scores[w][plan.select_metric], scores[w][general], tests[w]) for w in scores}}
 
 
 if __name__ == "__main__":

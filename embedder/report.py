@@ -8,6 +8,21 @@ import torch
 from . import batching
 
 
+def device_name(device) -> str:
+    """What the run computed on, for the start-up report and the card: the GPU's name, or the CPU's model name
+    (from /proc/cpuinfo on Linux) and the threads torch uses."""
+    if getattr(device, "type", str(device)) == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            name = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"CPU: {name}, {torch.get_num_threads()} threads"
+
+
 def mean_offdiagonal_cosine(model, texts: list[str], batch_size: int) -> float:
     """Collapse check: the mean cosine between different texts (near 1 means every text looks alike)."""
     emb = model.encode(texts[:200], batch_size=batch_size, convert_to_numpy=False).float()
@@ -44,7 +59,7 @@ def startup_report(model, config, plan, train_sets, trainer) -> list[str]:
     in_batch = (plan.global_batch if plan.gather_across_devices else B) - 1
     lines = [
         f"base model: {plan.base} ({model.embedding_dimension} dims, max_seq_length {plan.max_seq_length}, "
-        f"precision {plan.precision} on {trainer.device}: {plan.precision_reason})",
+        f"precision {plan.precision} on {device_name(trainer.device)}: {plan.precision_reason})",
         f"training pairs: {pairs} in {len(train_sets)} set(s), columns {', '.join(train_sets[0].columns)}",
         f"steps: {steps_per_epoch} per epoch x {plan.epochs} epochs = {trainer.total_steps} optimiser steps "
         f"(batch {B}, warmup {trainer.warmup})",

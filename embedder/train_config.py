@@ -38,7 +38,7 @@ class TrainConfig:
     scale: float = 20.0  # MNRL scale = 1 / temperature
     matryoshka_dims: tuple[int, ...] | str | None = "auto"  # auto: the seeds' dims for the width; None: plain MNRL
     matryoshka_weights: tuple[float, ...] | None = None  # one per dim, same order; None: all 1 (ST's default)
-    precision: str = "auto"  # auto: bf16 (or fp16) autocast on CUDA, fp32 on CPU
+    precision: str = "auto"  # auto: bf16 (or fp16) autocast on CUDA and on CPUs with native bf16, else fp32
     max_seq_length: int | None = None  # None: the model's own
     eval_steps: int | None = 50  # plus every epoch end
     save_steps: int | None = None
@@ -71,6 +71,13 @@ class TrainConfig:
             if record[name] is not None:
                 record[name] = [spec if isinstance(spec, str) else spec.source for spec in record[name]]
         return {k: list(v) if isinstance(v, tuple) else v for k, v in record.items()}
+
+    def non_defaults(self) -> dict:
+        """The settings that differ from the defaults (the output folder only when not the derived one), as the
+        seeds' cards list "Non-Default Hyperparameters"."""
+        defaults = {f.name: list(f.default) if isinstance(f.default, tuple) else f.default for f in fields(self)}
+        defaults["output"] = default_output(self.base) if isinstance(self.base, str) else None
+        return {k: v for k, v in self.to_json().items() if v != defaults[k]}
 
     @property
     def general_sets(self) -> tuple:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -58,6 +59,9 @@ class RunState:
     base_metrics: dict = field(default_factory=dict)  # the base model's, from the run's first start
     base_ranks: dict = field(default_factory=dict)  # and its per-query ranks (tracking.last_ranks)
     scaler: dict = field(default_factory=dict)
+    pairs: int = 0  # training rows in the steps done (the global batch, all processes)
+    step_seconds: float = 0.0  # wall time in training steps (collate, forward, backward, optimiser)
+    eval_seconds: float = 0.0  # wall time in evaluations (the base model's included)
 
 
 class Trainer:
@@ -112,7 +116,10 @@ class Trainer:
         return round(self.state.epoch + self.state.batch_in_epoch / steps_in_epoch, 4)
 
     def evaluate(self) -> dict[str, float]:
-        return self.tracker.evaluate(self.model)
+        started = time.perf_counter()
+        metrics = self.tracker.evaluate(self.model)
+        self.state.eval_seconds += time.perf_counter() - started
+        return metrics
 
     def evaluate_and_track(self) -> dict[str, float]:
         metrics = self.evaluate()
@@ -238,9 +245,12 @@ class Trainer:
                 batches = self.epoch_batches(state.epoch)
                 while state.batch_in_epoch < len(batches) and state.step < self.total_steps:
                     set_index, rows = batches[state.batch_in_epoch]
+                    started = time.perf_counter()
                     batch = batch_loss.collate(self.train_sets[set_index], rows, pad_id, self.prompt_lengths,
                                                self.device, self.context)
                     loss, lr = self.step(batch)
+                    state.step_seconds += time.perf_counter() - started
+                    state.pairs += len(rows)
                     state.step += 1
                     state.batch_in_epoch += 1
                     if math.isfinite(loss):

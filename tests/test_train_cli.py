@@ -65,6 +65,38 @@ def test_train_then_load_in_st(ir_data_dir, small_ir, tmp_path):
     log = [json.loads(line) for line in (out / "training_log.jsonl").read_text().splitlines()]
     assert log[0]["step"] == 0 and "cosine_map@100" in log[0] and any("loss" in row for row in log)
     assert json.loads((out / "train_config.json").read_text())["matryoshka_dims"] == [384, 128]
+    check_card_facts(card, out, ir_data_dir, small_ir)
+
+
+def check_card_facts(card, out, ir_data_dir, small_ir):
+    """The card's run facts against independent values: the widget from the eval file, the model-index against ST's
+    evaluator on the saved model, the token statistics from transformers' tokenizer, the pairs from steps x batch."""
+    import yaml
+    from sentence_transformers.evaluation import InformationRetrievalEvaluator
+    from transformers import AutoTokenizer
+
+    front = yaml.safe_load(card[4:].split("\n---\n", 1)[0])
+    ir = json.loads(small_ir.read_text())
+    first = next(iter(ir["questions"]))
+    assert front["widget"][0]["source_sentence"] == ir["questions"][first]
+    assert front["widget"][0]["sentences"][0] == ir["corpus"][sorted(ir["relevant_contexts"][first])[0]]
+    results = {r["dataset"]["name"]: {m["type"]: m["value"] for m in r["metrics"]}
+               for r in front["model-index"][0]["results"]}
+    assert set(results) == {"small_val", "small_val dim 128", "general_stdlib_test"}
+    st_metrics = InformationRetrievalEvaluator(ir["questions"], ir["corpus"], ir["relevant_contexts"])(
+        SentenceTransformer(str(out), device="cpu"))
+    # the card's metrics were scored under the run's autocast (bf16 on a CPU with native bf16), ST's in fp32
+    assert abs(results["small_val"]["cosine_map@100"] - st_metrics["cosine_map@100"]) <= 0.03
+    assert "**Verdict:** " in card and "on validation (cosine_map@100" in card
+    assert "- **Throughput:** " in card and "(24 pairs in 3 steps)" in card and "- **Device:** CPU: " in card
+    non_default = card.split("#### Non-Default Hyperparameters")[1].split("####")[0]
+    assert "- `batch_size`: 8" in non_default and "- `max_steps`: 3" in non_default and "`lr`" not in non_default
+    train = json.loads((ir_data_dir / "train.json").read_text())  # one pair per relevant passage, in file order
+    anchors = [text for qid, text in train["questions"].items() for _ in train["relevant_contexts"][qid]][:1000]
+    lengths = [len(ids) for ids in AutoTokenizer.from_pretrained(str(out))(anchors, truncation=True,
+                                                                          max_length=256)["input_ids"]]
+    assert f"<li>min: {min(lengths)} tokens</li><li>mean: {sum(lengths) / len(lengths):.2f} tokens</li>" \
+           f"<li>max: {max(lengths)} tokens</li>" in card
 
 
 @pytest.mark.parametrize("args,fragment", [
