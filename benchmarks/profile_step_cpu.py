@@ -20,13 +20,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 @click.option("--precision", default="auto")
 @click.option("--batch-size", default=20, type=int)
 @click.option("--rows", default=15, type=int, help="operators to print")
-def main(base, precision, batch_size, rows):
+@click.option("--train", "train_data", default="stdlib:train", help="training data (default: the main job's)")
+@click.option("--dims", default="auto", help="Matryoshka dims: auto, none or a comma list")
+@click.option("--shapes", is_flag=True, help="group the table by input shapes")
+def main(base, precision, batch_size, rows, train_data, dims, shapes):
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     import embedder
     import embedder.recipe
-    profiler = profile(activities=[ProfilerActivity.CPU])
+    from embedder.train_config import parse_dims
+    profiler = profile(activities=[ProfilerActivity.CPU], record_shapes=shapes)
 
     def hook(step):
         if step == 1:
@@ -35,12 +39,14 @@ def main(base, precision, batch_size, rows):
             profiler.stop()
 
     with tempfile.TemporaryDirectory() as tmp:
-        config = embedder.TrainConfig(base=base, train=("stdlib:train",), eval=(), output=f"{tmp}/m", max_steps=3,
-                                      batch_size=batch_size, precision=precision)
+        config = embedder.TrainConfig(base=base, train=(train_data,), eval=(), output=f"{tmp}/m", max_steps=3,
+                                      batch_size=batch_size, precision=precision,
+                                      matryoshka_dims=parse_dims(dims))
         result = embedder.recipe.train(config, echo=lambda *a, **k: None, step_hook=hook)
     print(f"{base}, batch {batch_size}, precision {result.plan.precision} ({result.plan.precision_reason}), "
-          f"{torch.get_num_threads()} threads; steps 2-3 of the default data\n")
-    print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+          f"{torch.get_num_threads()} threads; steps 2-3 of {train_data}\n")
+    print(profiler.key_averages(group_by_input_shape=shapes).table(sort_by="self_cpu_time_total", row_limit=rows,
+                                                                   max_name_column_width=30, max_shapes_column_width=90))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
+from . import packing
+from .attention import GatherRows, attention_with_dropout, recomputed
 
 SUPPORTED_ARCHITECTURES = ("bert", "mpnet")
 _ACTIVATIONS = {
@@ -134,27 +135,6 @@ def relative_position_buckets(length: int, num_buckets: int = 32, max_distance: 
     return bucket + torch.where(n < max_exact, n, large)
 
 
-def keep_mask(shape, p: float, device=None) -> tuple[torch.Tensor, float]:
-    """(boolean mask, keep rate): each entry kept with probability 1 − p', p' = round(p · 2¹⁶) / 2¹⁶ (|p' − p| ≤
-    2⁻¹⁷), independently. Drawn from torch's generator as uniform 16-bit lanes of full-range 64-bit words: one
-    draw per four entries (torch's bernoulli_ draws one per entry)."""
-    n = math.prod(shape)
-    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-2**63, 2**63 - 1)
-    threshold = round(p * 65536)
-    lanes = words.view(torch.int16)[:n].view(shape)
-    return lanes >= threshold - 32768, 1 - threshold / 65536
-
-
-def attention_with_dropout(q, k, v, mask, p: float) -> torch.Tensor:
-    """softmax(q kᵀ / √d_head + mask) with dropout p on the probabilities (rescaled by 1 / keep rate), times v;
-    mask: boolean (True = attend) or additive. SDPA's math kernel, with the dropout mask from keep_mask."""
-    scores = (q @ k.transpose(-2, -1)) * (1 / math.sqrt(q.shape[-1]))
-    scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
-    probabilities = torch.softmax(scores, dim=-1)
-    keep, rate = keep_mask(probabilities.shape, p, probabilities.device)
-    return (probabilities * keep * (1 / rate)).to(v.dtype) @ v
-
-
 class SelfAttention(nn.Module):
     def __init__(self, config: EncoderConfig):
         super().__init__()
@@ -163,35 +143,34 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)  # [W_q; W_k; W_v]
         self.out = nn.Linear(config.hidden_size, config.hidden_size)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, packed: tuple | None = None) -> torch.Tensor:
-        """softmax(q kᵀ / √d_head + mask) v per head, then the output projection. x is (B, L, D); or, with
-        packed = (index, B, L), the real tokens only (T, D): the projections run on T rows and attention on the
-        padded (B, L) view, `index` giving each token's place in the flattened batch."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, packed: list | None = None) -> torch.Tensor:
+        """softmax(q kᵀ / √d_head + mask) v per head, then the output projection. x is (B, L, D); or, with packed
+        (a list of packing.Group), the real tokens only (T, D): the projections run on T rows and attention on
+        each length group's own padded view, with the group's mask."""
         qkv = self.qkv(x)  # [q; k; v]
-        if packed is not None:
-            index, B, L = packed
-            qkv = qkv.new_zeros(B * L, qkv.shape[1]).index_copy(0, index, qkv)
-        else:
-            B, L = x.shape[:2]
+        if packed is None:
+            return self.out(self._attend(qkv, mask, *x.shape[:2]))
+        parts = qkv.split([group.end - group.start for group in packed]) if len(packed) > 1 else [qkv]
+        contexts = []
+        for group, part in zip(packed, parts):
+            view = part.new_zeros(group.count * group.length, part.shape[1]).index_copy(0, group.index, part)
+            context = self._attend(view, group.mask, group.count, group.length)
+            contexts.append(GatherRows.apply(context.reshape(group.count * group.length, -1), group.index))
+        return self.out(torch.cat(contexts) if len(contexts) > 1 else contexts[0])  # (T, D)
+
+    def _attend(self, qkv: torch.Tensor, mask: torch.Tensor, B: int, L: int) -> torch.Tensor:
+        """(B, L, D) attention context from the [q; k; v] projections of a padded (B, L) view."""
         D = qkv.shape[-1] // 3
         # -> 3 x (B, H, L, d_head)
         q, k, v = qkv.view(B, L, 3, self.num_heads, D // self.num_heads).permute(2, 0, 3, 1, 4)
         dropout = self.dropout if self.training else 0.0
-        if dropout:
-            # dropout on the probabilities forces SDPA's math kernel, which keeps the (B, H, L, L) scores,
-            # probabilities and dropout mask of every layer for backward (most of a training step's memory at
-            # 384 tokens); with gradients they are recomputed in backward instead, from q, k, v and the same RNG
-            # state: the same numbers, ~L/(6·D) more FLOPs per step. On the CPU the mask is drawn 4 entries to a
-            # 64-bit word (attention_with_dropout; torch's draw was 28 % of a bf16 mpnet step), with or without
-            # gradients, so GradCache's two passes draw the same masks.
+        if dropout:  # the probabilities are recomputed in backward, not kept (embedder/attention.py)
             attend = attention_with_dropout if q.device.type == "cpu" else F.scaled_dot_product_attention
-            context = checkpoint(attend, q, k, v, mask, dropout, use_reentrant=False) if torch.is_grad_enabled() \
+            context = recomputed(attend, q, k, v, mask, dropout) if torch.is_grad_enabled() \
                 else attend(q, k, v, mask, dropout)
         else:
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, L, d_head)
-        if packed is not None:
-            return self.out(context.transpose(1, 2).reshape(B * L, D).index_select(0, index))  # (T, D)
-        return self.out(context.transpose(1, 2).reshape(B, L, D))
+        return context.transpose(1, 2).reshape(B, L, D)
 
 
 class Layer(nn.Module):
@@ -206,7 +185,7 @@ class Layer(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout)
         self.activation = _ACTIVATIONS[config.activation]
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, packed: tuple | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, packed: list | None = None) -> torch.Tensor:
         """Post-LN block: h = LN(x + attn(x)); LN(h + W_out act(W_in h)). x: (B, L, D), or (T, D) with packed."""
         h = self.attn_norm(x + self.dropout(self.attn(x, mask, packed)))
         return self.ffn_norm(h + self.dropout(self.ffn_out(self.activation(self.ffn_in(h)))))
@@ -255,18 +234,20 @@ class Encoder(nn.Module):
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, packed: bool = True) -> torch.Tensor:
         """Last hidden state (B, L, D). packed: run the projections, feed-forward blocks and LayerNorms on the real
-        tokens only (padding is 20-45 % of a training batch), attention on the padded view; padding rows come out
-        as zeros. packed=False is the plain padded computation (the same numbers up to float rounding)."""
+        tokens only (padding is 20-45 % of a training batch) and attention per length group (embedder/packing.py);
+        padding rows come out as zeros. packed=False is the plain padded computation (the same numbers up to float
+        rounding)."""
         x = self.embed(input_ids, token_type_ids)
-        mask = self.attention_mask(attention_mask, x.dtype)
         keep = attention_mask.bool()
         if not packed or bool(keep.all()):
+            mask = self.attention_mask(attention_mask, x.dtype)
             for layer in self.layers:
                 x = layer(x, mask)
             return x
         B, L, D = x.shape
-        index = keep.flatten().nonzero().squeeze(1)  # (T,) positions of real tokens in the flattened batch
-        x = x.reshape(B * L, D).index_select(0, index)  # (T, D)
+        max_groups = packing.MAX_GROUPS if x.device.type == "cpu" else 1
+        positions, groups = packing.pack(keep, lambda within: self.attention_mask(within, x.dtype), max_groups)
+        x = GatherRows.apply(x.reshape(B * L, D), positions)  # (T, D)
         for layer in self.layers:
-            x = layer(x, mask, (index, B, L))
-        return x.new_zeros(B * L, D).index_copy(0, index, x).view(B, L, D)
+            x = layer(x, None, groups)
+        return x.new_zeros(B * L, D).index_copy(0, positions, x).view(B, L, D)

@@ -101,7 +101,8 @@ def test_mismatched_checkpoint_is_refused():
 
 @pytest.mark.parametrize("arch", ["bert", "mpnet"])
 def test_packed_path_equals_padded_path(arch):
-    """The unpadded (packed) forward and backward equal the padded ones at real tokens (fp32, eval mode)."""
+    """The unpadded (packed) forward and backward equal the padded ones at real tokens (fp32, eval mode); the
+    lengths 3, 40, 17, 9 make three attention length groups (embedder/packing.py)."""
     config_class = BertConfig if arch == "bert" else MPNetConfig
     reference = (BertModel if arch == "bert" else MPNetModel)(config_class(**TINY))
     ours = Encoder(EncoderConfig.from_hf(reference.config.to_dict())).eval()
@@ -112,9 +113,12 @@ def test_packed_path_equals_padded_path(arch):
     assert _max_diff_on_tokens(packed, padded, mask) <= 1e-5
     assert packed[~mask.bool()].abs().max() == 0  # padding rows come out as zeros
     grads = []
+    # a random projection of the outputs (the squared norm of a LayerNorm's output is nearly constant, so its
+    # gradient before the last LayerNorm would be float rounding only)
+    projection = torch.randn(padded.shape, generator=torch.Generator().manual_seed(0)) * mask[..., None]
     for flag in (False, True):
         ours.zero_grad()
-        (ours(ids, mask, packed=flag) * mask[..., None]).pow(2).sum().backward()
+        (ours(ids, mask, packed=flag) * projection).sum().backward()
         grads.append({n: p.grad.clone() for n, p in ours.named_parameters()})
     for name in grads[0]:
         assert torch.allclose(grads[0][name], grads[1][name], atol=1e-5), name
@@ -122,10 +126,11 @@ def test_packed_path_equals_padded_path(arch):
 
 def test_attention_recomputed_in_backward_gives_the_same_gradients():
     """In training, attention probabilities (and their dropout mask) are recomputed in backward rather than kept:
-    the output and every gradient equal the formula softmax(q kᵀ/√d + mask) · keep / rate · v computed directly with
+    the output and every gradient equal the formula softmax((q/√d) kᵀ + mask) with the dropped entries zeroed, · v / rate, computed directly with
     the same dropout mask (drawn again from the same RNG state), bit for bit, and the RNG moves on as without
     recomputation."""
-    from embedder.encoder import SelfAttention, keep_mask
+    from embedder.attention import drop_mask
+    from embedder.encoder import SelfAttention
     config = EncoderConfig.from_hf(BertConfig(hidden_size=32, num_attention_heads=4, attention_probs_dropout_prob=0.3)
                                    .to_dict())
     attention = SelfAttention(config).train()
@@ -146,9 +151,9 @@ def test_attention_recomputed_in_backward_gives_the_same_gradients():
     torch.manual_seed(5)
     B, L, D = x.shape
     q, k, v = attention.qkv(x).view(B, L, 3, 4, D // 4).permute(2, 0, 3, 1, 4)
-    scores = (q @ k.transpose(-2, -1) * (1 / math.sqrt(D // 4))).masked_fill(~mask, float("-inf"))
-    keep, rate = keep_mask((3, 4, 10, 10), 0.3)
-    context = (torch.softmax(scores, dim=-1) * keep * (1 / rate)) @ v
+    scores = ((q * (1 / math.sqrt(D // 4))) @ k.transpose(-2, -1)).masked_fill(~mask, float("-inf"))
+    drop, rate = drop_mask((3, 4, 10, 10), 0.3)
+    context = (torch.softmax(scores, dim=-1).masked_fill(drop, 0) @ v) * (1 / rate)
     reference = attention.out(context.transpose(1, 2).reshape(B, L, D))
     reference.square().sum().backward()
     assert torch.equal(ours, reference) and torch.equal(after, torch.rand(1))
@@ -159,11 +164,11 @@ def test_attention_recomputed_in_backward_gives_the_same_gradients():
 def test_fast_dropout_mask_keeps_the_asked_share_uniformly():
     """The mask's keep rate is 1 − p to 2⁻¹⁷, every 16-bit lane of the drawn words alike, and attention without
     dropout equals SDPA (boolean and additive masks)."""
-    from embedder.encoder import attention_with_dropout, keep_mask
+    from embedder.attention import attention_with_dropout, drop_mask
     torch.manual_seed(0)
-    keep, rate = keep_mask((4_000_000,), 0.1)
+    drop, rate = drop_mask((4_000_000,), 0.1)
     assert abs(rate - 0.9) <= 2**-17
-    assert all(abs(keep[lane::4].float().mean().item() - rate) < 0.002 for lane in range(4))
+    assert all(abs((~drop[lane::4]).float().mean().item() - rate) < 0.002 for lane in range(4))
     q, k, v = (torch.randn(2, 4, 9, 8) for _ in range(3))
     key_mask = torch.ones(2, 1, 1, 9, dtype=torch.bool)
     key_mask[0, ..., 6:] = False
@@ -171,3 +176,34 @@ def test_fast_dropout_mask_keeps_the_asked_share_uniformly():
     for mask in (key_mask, bias):
         expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         assert (attention_with_dropout(q, k, v, mask, 0.0) - expected).abs().max() <= 1e-6
+
+
+def test_gather_rows_backward_equals_index_select():
+    """The packed path's row gather: forward and gradient equal torch's index_select (distinct indices)."""
+    from embedder.attention import GatherRows
+    x = torch.randn(12, 5, requires_grad=True)
+    index = torch.tensor([7, 0, 3, 11, 4])
+    weights = torch.randn(5, 5)
+    ours = GatherRows.apply(x, index)
+    (ours * weights).sum().backward()
+    ours_grad, x.grad = x.grad.clone(), None
+    theirs = x.index_select(0, index)
+    (theirs * weights).sum().backward()
+    assert torch.equal(ours, theirs) and torch.equal(ours_grad, x.grad)
+
+
+def test_recomputed_attention_gradients_include_the_additive_mask():
+    """MPNet's relative-position bias is learned: through the recomputed attention its gradient (and q, k, v's)
+    equals the direct computation's with the same dropout draw, bit for bit, in fp32 and under bf16 autocast."""
+    from embedder.attention import attention_with_dropout, recomputed
+    for dtype in (None, torch.bfloat16):
+        results = []
+        for attend in (lambda *a: recomputed(attention_with_dropout, *a), attention_with_dropout):
+            torch.manual_seed(1)
+            q, k, v = (torch.randn(2, 3, 6, 4, requires_grad=True) for _ in range(3))
+            bias = torch.randn(2, 3, 6, 6, requires_grad=True)
+            with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+                out = attend(q, k, v, bias, 0.2)
+            out.float().square().sum().backward()
+            results.append([out, q.grad, k.grad, v.grad, bias.grad])
+        assert all(torch.equal(a, b) for a, b in zip(*results))
