@@ -12,20 +12,44 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from . import batching, distributed, losses
+from .encoder import Encoder
 from .plan import Plan
 from .train_config import TrainConfig
 
 class ColumnEncoder(torch.nn.Module):
-    """Embeds every column of a batch in one call (one DDP forward per step)."""
+    """Embeds every column of a batch in one call (one DDP forward per step). On the CPU, with the hand-written
+    encoder, the columns also go through the transformer as one batch: padded to the longest, run packed with
+    attention per length group (embedder/packing.py, so the short queries are not padded to the passages'
+    length), then pooled each with its own mask and prompt length — the numbers of one forward per column, in
+    larger matrix products."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
     def forward(self, columns: list[dict]) -> list[torch.Tensor]:
-        return [self.model(features) for features in columns]
+        model = self.model
+        if len(columns) == 1 or not isinstance(model.backbone, Encoder) or model.device.type != "cpu" or \
+                len({"token_type_ids" in c for c in columns}) > 1:
+            return [model(features) for features in columns]
+        longest = max(c["input_ids"].shape[1] for c in columns)
+
+        def padded(key, value):
+            return torch.cat([F.pad(c[key], (0, longest - c[key].shape[1]), value=value) for c in columns])
+
+        tokens = model.backbone(padded("input_ids", model.tokenizer.pad_token_id), padded("attention_mask", 0),
+                                padded("token_type_ids", 0) if "token_type_ids" in columns[0] else None)
+        embeddings, start = [], 0
+        for features in columns:
+            rows, length = features["input_ids"].shape
+            pooled = model.pooling(tokens[start:start + rows, :length], features["attention_mask"],
+                                   features.get("prompt_length"))
+            embeddings.append(model.normalize(pooled) if model.normalize is not None else pooled)
+            start += rows
+        return embeddings
 
 
 @dataclass

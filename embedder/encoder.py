@@ -210,17 +210,23 @@ class Encoder(nn.Module):
     def hidden_size(self) -> int:
         return self.config.hidden_size
 
-    def embed(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None) -> torch.Tensor:
+    def position_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, L) position of each token: 0…L-1 for BERT; for MPNet non-pad tokens counted from pad_id + 1."""
         if self.config.architecture == "mpnet":
             is_token = (input_ids != self.config.pad_token_id).long()
-            position_ids = torch.cumsum(is_token, dim=1) * is_token + self.config.pad_token_id
-            x = self.tokens(input_ids) + self.positions(position_ids)
-        else:
-            position_ids = torch.arange(input_ids.shape[1], device=input_ids.device)
-            if token_type_ids is None:
-                token_type_ids = torch.zeros_like(input_ids)
-            x = self.tokens(input_ids) + self.token_types(token_type_ids) + self.positions(position_ids)[None]
-        return self.embed_dropout(self.embed_norm(x))
+            return torch.cumsum(is_token, dim=1) * is_token + self.config.pad_token_id
+        return torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+
+    def embed(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None,
+              position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Token (+ token type) + position embeddings, LayerNorm, dropout; ids of any shape (the packed path
+        gives the real tokens' ids and positions as (T,))."""
+        if position_ids is None:
+            position_ids = self.position_ids(input_ids)
+        x = self.tokens(input_ids)
+        if self.token_types is not None:
+            x = x + self.token_types(token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids))
+        return self.embed_dropout(self.embed_norm(x + self.positions(position_ids)))
 
     def attention_mask(self, attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """SDPA mask: boolean (B, 1, 1, L) key mask for BERT; additive float (B, H, L, L) bias + mask for MPNet."""
@@ -237,17 +243,20 @@ class Encoder(nn.Module):
         tokens only (padding is 20-45 % of a training batch) and attention per length group (embedder/packing.py);
         padding rows come out as zeros. packed=False is the plain padded computation (the same numbers up to float
         rounding)."""
-        x = self.embed(input_ids, token_type_ids)
         keep = attention_mask.bool()
         if not packed or bool(keep.all()):
+            x = self.embed(input_ids, token_type_ids)
             mask = self.attention_mask(attention_mask, x.dtype)
             for layer in self.layers:
                 x = layer(x, mask)
             return x
-        B, L, D = x.shape
-        max_groups = packing.MAX_GROUPS if x.device.type == "cpu" else 1
-        positions, groups = packing.pack(keep, lambda within: self.attention_mask(within, x.dtype), max_groups)
-        x = GatherRows.apply(x.reshape(B * L, D), positions)  # (T, D)
+        B, L = input_ids.shape
+        max_groups = packing.MAX_GROUPS if input_ids.device.type == "cpu" else 1
+        dtype = self.embed_norm.weight.dtype
+        positions, groups = packing.pack(keep, lambda within: self.attention_mask(within, dtype), max_groups)
+        x = self.embed(input_ids.reshape(-1)[positions],  # (T, D): the real tokens only
+                       token_type_ids.reshape(-1)[positions] if token_type_ids is not None else None,
+                       self.position_ids(input_ids).reshape(-1)[positions])
         for layer in self.layers:
             x = layer(x, None, groups)
-        return x.new_zeros(B * L, D).index_copy(0, positions, x).view(B, L, D)
+        return x.new_zeros(B * L, x.shape[1]).index_copy(0, positions, x).view(B, L, -1)

@@ -26,3 +26,37 @@ def test_pack_orders_rows_by_group_and_places_them():
     assert positions.tolist() == [10, 0, 1, 2, 5, 6, 7, 8, 9]  # row 2's token, row 0's three, row 1's five
     assert groups[0].index.tolist() == [0, 3, 4, 5] and groups[1].index.tolist() == [0, 1, 2, 3, 4]
     assert groups[0].mask.tolist() == [[True, False, False], [True, True, True]]
+
+
+def _columns(model, texts_per_column, prompt_lengths):
+    columns = []
+    for texts, prompt_length in zip(texts_per_column, prompt_lengths):
+        features = dict(model.tokenizer(texts))
+        if prompt_length:
+            features["prompt_length"] = prompt_length
+        columns.append(features)
+    return columns
+
+
+def test_one_forward_for_all_columns_equals_one_per_column(tiny_bert_folder, mpnet_folder):
+    """The CPU training step embeds anchors, positives and negatives in one packed forward: the embeddings and
+    the gradients equal one forward per column (fp32, no dropout), prompts excluded from pooling included."""
+    import embedder
+    from embedder.batch_loss import ColumnEncoder
+    texts = [["q: short", "q: a somewhat longer question about things?"],
+             ["a passage " * 30, "another passage, shorter"], ["a hard negative " * 12, "x"]]
+    for folder in (tiny_bert_folder, mpnet_folder):
+        model = embedder.load(str(folder), device="cpu").eval()
+        model.pooling.include_prompt = False
+        columns = _columns(model, texts, [3, None, None])
+        results = []
+        for forward in (ColumnEncoder(model).forward, lambda cs: [model(c) for c in cs]):
+            model.zero_grad()
+            embeddings = forward(columns)
+            sum((e * torch.arange(e.numel()).view_as(e).sin()).sum() for e in embeddings).backward()
+            results.append((embeddings, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+        (ours, ours_grads), (reference, reference_grads) = results
+        assert all((a - b).abs().max() <= 1e-5 for a, b in zip(ours, reference))
+        assert ours_grads.keys() == reference_grads.keys()
+        for name in reference_grads:
+            assert torch.allclose(ours_grads[name], reference_grads[name], atol=1e-5, rtol=1e-4), name
