@@ -5,8 +5,10 @@
 Merging back towards the base gives up some of the domain gain for some of the general retrieval fine-tuning may
 have cost. After training (`--merge auto`, the default) w is searched over {0.5, 0.6, …, 1.0}: every w is scored on
 the validation set(s) and the forgetting check's general set(s); the w with the best validation metric among those
-whose general cosine_map@100 stays within --max-general-drop of the base's is kept — unless it is no better than
-the unmerged model, which is then kept (w = 1.0). `--merge 0.7` fixes w, `--merge off` skips it. The merged model
+whose general cosine_map@100 stays within --max-general-drop of the base's is kept (ties: the larger w). The
+unmerged model (w = 1.0) is one of them when its own general drop is within the bound — then no merge is kept
+unless one scores higher on validation; when it is not, the guard wins over the domain metric. When no w keeps
+general retrieval within the bound, the unmerged model is kept (and the forgetting check warns). `--merge 0.7` fixes w, `--merge off` skips it. The merged model
 is the fine-tuned model's folder with merged weights: pooling, normalisation, prompts and tokenizer kept.
 
     python -m embedder.merge MODEL_A MODEL_B --weight 0.7 --output DIR     # w · A + (1 − w) · B
@@ -39,8 +41,7 @@ def choose_weight(scores: dict[float, dict], select_metric: str, general_keys: l
         return all(base[k] - scores[w][k] <= max_general_drop for k in general_keys if k in base and k in scores[w])
 
     eligible = [w for w in sorted(scores) if general_ok(w)]
-    best = max(eligible, key=lambda w: (scores[w][select_metric], w)) if eligible else 1.0
-    return best if scores[best][select_metric] > scores[1.0][select_metric] else 1.0
+    return max(eligible, key=lambda w: (scores[w][select_metric], w)) if eligible else 1.0
 
 
 def search(model, base_state: dict, evaluate, final_metrics: dict, choice, select_metric, general_keys, base_metrics,
