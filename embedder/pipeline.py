@@ -104,8 +104,8 @@ class Embedder(nn.Module):
             raise UserError(f"{config_file}: {err}; repair or re-export the model folder") from None
         if encoder_config is not None:
             state = weights.read_checkpoint(layout.transformer_dir)
-            with torch.device("meta"):  # shapes only: nothing is allocated until the checkpoint matches config.json
-                backbone = Encoder(encoder_config)
+            with torch.device("meta"), weights.no_random_init():  # shapes only: nothing is allocated until the
+                backbone = Encoder(encoder_config)                  # checkpoint matches config.json
             try:
                 passthrough = weights.load_state_dict(backbone, state, assign=True)
             except ValueError as err:

@@ -59,7 +59,7 @@ def startup_report(model, config, plan, train_sets, trainer) -> list[str]:
     in_batch = (plan.global_batch if plan.gather_across_devices else B) - 1
     lines = [
         f"base model: {plan.base} ({model.embedding_dimension} dims, max_seq_length {plan.max_seq_length}, "
-        f"precision {plan.precision} on {device_name(trainer.device)}: {plan.precision_reason})",
+        f"precision {plan.precision} on {device_name(trainer.device)}; {plan.precision_reason})",
         f"training pairs: {pairs} in {len(train_sets)} set(s), columns {', '.join(train_sets[0].columns)}",
         f"steps: {steps_per_epoch} per epoch x {plan.epochs} epochs = {trainer.total_steps} optimiser steps "
         f"(batch {B}, warmup {trainer.warmup})",
