@@ -6,8 +6,7 @@ backward, and the packed path's row gather.
 Dropout on the probabilities forces SDPA's math kernel, which keeps the (B, H, L, L) scores, probabilities and
 dropout mask of every layer for backward (most of a training step's memory at 384 tokens). `recomputed` keeps only
 q, k, v (and the mask) and the RNG state instead, and computes attention again in backward under the same autocast
-and RNG state: the same numbers and gradients, ~L/(6·D) more FLOPs per step. (torch.utils.checkpoint does the
-same, but importing it pulls in torch._dynamo: 1.25 s at start-up.) On the CPU the dropout mask is drawn four
+and RNG state: the same numbers and gradients, ~L/(6·D) more FLOPs per step. On the CPU the dropout mask is drawn four
 entries to a 64-bit word (drop_mask; torch's bernoulli_ was 28 % of a bf16 mpnet step), with or without gradients,
 so GradCache's two passes draw the same masks.
 """
@@ -58,39 +57,11 @@ class GatherRows(torch.autograd.Function):
         return grad.new_zeros(ctx.rows, *grad.shape[1:]).index_copy_(0, index, grad), None
 
 
-class _Recomputed(torch.autograd.Function):
-    """attend(q, k, v, mask, p) with only its inputs and the RNG state kept for backward (see the docstring)."""
-
-    @staticmethod
-    def forward(ctx, attend, p, q, k, v, mask):
-        device = q.device
-        ctx.attend, ctx.p, ctx.device = attend, p, device
-        ctx.autocast = (torch.is_autocast_enabled(device.type), torch.get_autocast_dtype(device.type))
-        ctx.rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
-        ctx.save_for_backward(q, k, v, mask)
-        return attend(q, k, v, mask, p)
-
-    @staticmethod
-    def backward(ctx, grad):
-        q, k, v, mask = ctx.saved_tensors
-        device = ctx.device
-        inputs = [t.detach().requires_grad_(t.requires_grad) for t in (q, k, v, mask)]
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
-            if device.type == "cuda":
-                torch.cuda.set_rng_state(ctx.rng, device)
-            else:
-                torch.set_rng_state(ctx.rng)
-            enabled, dtype = ctx.autocast
-            with torch.enable_grad(), torch.autocast(device.type, dtype=dtype, enabled=enabled):
-                output = ctx.attend(*inputs, ctx.p)
-        wanted = [t for t in inputs if t.requires_grad]
-        grads = iter(torch.autograd.grad(output, wanted, grad) if wanted else ())
-        return (None, None, *(next(grads) if t.requires_grad else None for t in inputs))
-
-
 def recomputed(attend, q, k, v, mask, p: float) -> torch.Tensor:
-    """attend(q, k, v, mask, p), its (B, H, L, L) intermediates recomputed in backward rather than kept."""
-    return _Recomputed.apply(attend, p, q, k, v, mask)
+    """attend(q, k, v, mask, p), its (B, H, L, L) intermediates recomputed in backward rather than kept
+    (torch.utils.checkpoint: the same RNG state and autocast in the recomputation)."""
+    from torch.utils.checkpoint import checkpoint
+    return checkpoint(attend, q, k, v, mask, p, use_reentrant=False)
 
 
 __all__ = ["GatherRows", "attention_with_dropout", "drop_mask", "recomputed"]

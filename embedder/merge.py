@@ -8,8 +8,9 @@ the validation set(s) and the forgetting check's general set(s); the w with the 
 whose general cosine_map@100 stays within --max-general-drop of the base's is kept (ties: the larger w). The
 unmerged model (w = 1.0) is one of them when its own general drop is within the bound — then no merge is kept
 unless one scores higher on validation; when it is not, the guard wins over the domain metric. When no w keeps
-general retrieval within the bound, the unmerged model is kept (and the forgetting check warns). `--merge 0.7` fixes w, `--merge off` skips it. The merged model
-is the fine-tuned model's folder with merged weights: pooling, normalisation, prompts and tokenizer kept.
+general retrieval within the bound, the unmerged model is kept (and the forgetting check warns). `--merge 0.7`
+fixes w, `--merge off` skips it. The merged model is the fine-tuned model's folder with merged weights: pooling,
+normalisation, prompts and tokenizer kept.
 
     python -m embedder.merge MODEL_A MODEL_B --weight 0.7 --output DIR     # w · A + (1 − w) · B
 """

@@ -87,8 +87,9 @@ def metric_groups(metrics: dict[str, float], metric_sets: dict[str, str]) -> dic
 
 def _front_matter(facts: CardFacts, base_name: str, losses: list[str]) -> list[str]:
     # values JSON-quoted: a JSON string is a valid YAML scalar, so ' #' or ': ' in a base path cannot break it
+    groups = metric_groups(facts.final_metrics, facts.metric_sets)
     front = ["---", f"base_model: {json.dumps(base_name)}", "library_name: sentence-transformers", "metrics:"]
-    front += [f"- {json.dumps(m)}" for m in dict.fromkeys(_plain_names(facts))]
+    front += [f"- {json.dumps(name)}" for name in dict.fromkeys(name for group in groups.values() for name in group)]
     front += ["pipeline_tag: sentence-similarity", "tags:", "- sentence-transformers", "- sentence-similarity",
               "- feature-extraction", "- embedder", f"- dataset_size:{sum(facts.dataset_sizes.values())}"]
     front += [f"- loss:{loss}" for loss in losses]
@@ -99,7 +100,7 @@ def _front_matter(facts: CardFacts, base_name: str, losses: list[str]) -> list[s
             front += ["  sentences:"] + [f"  - {json.dumps(text)}" for text in example["sentences"]]
     if facts.final_metrics:
         front += ["model-index:", f"- name: {json.dumps(f'SentenceTransformer based on {base_name}')}", "  results:"]
-        for label, metrics in metric_groups(facts.final_metrics, facts.metric_sets).items():
+        for label, metrics in groups.items():
             front += ["  - task:", "      type: information-retrieval", "      name: Information Retrieval",
                       "    dataset:", f"      name: {json.dumps(label)}", f"      type: {json.dumps(label)}",
                       "    metrics:"]
@@ -107,10 +108,6 @@ def _front_matter(facts: CardFacts, base_name: str, losses: list[str]) -> list[s
                 pretty = " ".join(part.capitalize() for part in name.split("_"))
                 front += [f"    - type: {json.dumps(name)}", f"      value: {value!r}", f"      name: {json.dumps(pretty)}"]
     return front + ["---"]
-
-
-def _plain_names(facts: CardFacts) -> list[str]:
-    return [name for group in metric_groups(facts.final_metrics, facts.metric_sets).values() for name in group]
 
 
 def render(model, facts: CardFacts) -> str:
