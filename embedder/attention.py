@@ -1,14 +1,15 @@
-"""Attention pieces of the training step: dropout masks, attention with dropout, attention recomputed in
-backward, and the packed path's row gather.
+"""Attention pieces of the training step: attention with dropout, attention recomputed in backward or not, and
+the packed path's row gather.
 
     Attention(q, k, v) = Dropout_p(softmax((q / √d_head) kᵀ + mask)) v            per head
 
-Dropout on the probabilities forces SDPA's math kernel, which keeps the (B, H, L, L) scores, probabilities and
-dropout mask of every layer for backward (most of a training step's memory at 384 tokens). `recomputed` keeps only
-q, k, v (and the mask) and the RNG state instead, and computes attention again in backward under the same autocast
-and RNG state: the same numbers and gradients, ~L/(6·D) more FLOPs per step. On the CPU the dropout mask is drawn four
-entries to a 64-bit word (drop_mask; torch's bernoulli_ was 28 % of a bf16 mpnet step), with or without gradients,
-so GradCache's two passes draw the same masks.
+Dropout on the probabilities forces SDPA's math kernel, which keeps the (B, H, L, L) probabilities (before and
+after dropout) and the dropout mask of every layer for backward: (2 · itemsize + 1) bytes per entry, most of a
+training step's memory at 384 tokens. `recomputed` keeps only q, k, v (and the mask) and the RNG state instead, and
+computes attention again in backward under the same autocast and RNG state: the same numbers and gradients, at
+the cost of the attention forward twice (a fifth of a bf16 MiniLM step on short texts). `keep_probabilities` says
+which to do: keep them while all layers' together fit in KEPT_PROBABILITIES_BYTES. The dropout mask is
+dropout.drop_mask's (four entries to a 64-bit word).
 """
 
 from __future__ import annotations
@@ -17,16 +18,16 @@ import math
 
 import torch
 
+from .dropout import drop_mask
 
-def drop_mask(shape, p: float, device=None) -> tuple[torch.Tensor, float]:
-    """(boolean mask, keep rate): each entry dropped (True) with probability p' = round(p · 2¹⁶) / 2¹⁶ (|p' − p| ≤
-    2⁻¹⁷), independently. Drawn from torch's generator as uniform 16-bit lanes of full-range 64-bit words: one
-    draw per four entries (torch's bernoulli_ draws one per entry)."""
-    n = math.prod(shape)
-    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-2**63, 2**63 - 1)
-    threshold = round(p * 65536)
-    lanes = words.view(torch.int16)[:n].view(shape)
-    return lanes < threshold - 32768, 1 - threshold / 65536
+KEPT_PROBABILITIES_BYTES = 256 * 2**20  # attention probabilities kept for backward, all layers together, at most
+
+
+def keep_probabilities(views: list[tuple[int, int]], heads: int, layers: int, dtype: torch.dtype) -> bool:
+    """Whether backward may keep the attention probabilities of a forward over padded views (B, L) of `heads`
+    heads and `layers` layers: layers · Σ B·heads·L² · (2 · itemsize + 1) ≤ KEPT_PROBABILITIES_BYTES."""
+    entries = sum(count * heads * length * length for count, length in views)
+    return layers * entries * (2 * dtype.itemsize + 1) <= KEPT_PROBABILITIES_BYTES
 
 
 def attention_with_dropout(q, k, v, mask, p: float) -> torch.Tensor:
@@ -64,4 +65,5 @@ def recomputed(attend, q, k, v, mask, p: float) -> torch.Tensor:
     return checkpoint(attend, q, k, v, mask, p, use_reentrant=False)
 
 
-__all__ = ["GatherRows", "attention_with_dropout", "drop_mask", "recomputed"]
+__all__ = ["KEPT_PROBABILITIES_BYTES", "GatherRows", "attention_with_dropout", "keep_probabilities",
+           "recomputed"]

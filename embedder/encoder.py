@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from . import packing
-from .attention import GatherRows, attention_with_dropout, recomputed
+from .attention import GatherRows, attention_with_dropout, keep_probabilities, recomputed
+from .dropout import Dropout
 
 SUPPORTED_ARCHITECTURES = ("bert", "mpnet")
 _ACTIVATIONS = {
@@ -143,30 +144,32 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)  # [W_q; W_k; W_v]
         self.out = nn.Linear(config.hidden_size, config.hidden_size)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, packed: list | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, packed: list | None = None,
+                recompute: bool = True) -> torch.Tensor:
         """softmax(q kᵀ / √d_head + mask) v per head, then the output projection. x is (B, L, D); or, with packed
         (a list of packing.Group), the real tokens only (T, D): the projections run on T rows and attention on
-        each length group's own padded view, with the group's mask."""
+        each length group's own padded view, with the group's mask. recompute: in training, the probabilities are
+        computed again in backward rather than kept (embedder/attention.py)."""
         qkv = self.qkv(x)  # [q; k; v]
         if packed is None:
-            return self.out(self._attend(qkv, mask, *x.shape[:2]))
+            return self.out(self._attend(qkv, mask, *x.shape[:2], recompute))
         parts = qkv.split([group.end - group.start for group in packed]) if len(packed) > 1 else [qkv]
         contexts = []
         for group, part in zip(packed, parts):
             view = part.new_zeros(group.count * group.length, part.shape[1]).index_copy(0, group.index, part)
-            context = self._attend(view, group.mask, group.count, group.length)
+            context = self._attend(view, group.mask, group.count, group.length, recompute)
             contexts.append(GatherRows.apply(context.reshape(group.count * group.length, -1), group.index))
         return self.out(torch.cat(contexts) if len(contexts) > 1 else contexts[0])  # (T, D)
 
-    def _attend(self, qkv: torch.Tensor, mask: torch.Tensor, B: int, L: int) -> torch.Tensor:
+    def _attend(self, qkv: torch.Tensor, mask: torch.Tensor, B: int, L: int, recompute: bool) -> torch.Tensor:
         """(B, L, D) attention context from the [q; k; v] projections of a padded (B, L) view."""
         D = qkv.shape[-1] // 3
         # -> 3 x (B, H, L, d_head)
         q, k, v = qkv.view(B, L, 3, self.num_heads, D // self.num_heads).permute(2, 0, 3, 1, 4)
         dropout = self.dropout if self.training else 0.0
-        if dropout:  # the probabilities are recomputed in backward, not kept (embedder/attention.py)
+        if dropout:
             attend = attention_with_dropout if q.device.type == "cpu" else F.scaled_dot_product_attention
-            context = recomputed(attend, q, k, v, mask, dropout) if torch.is_grad_enabled() \
+            context = recomputed(attend, q, k, v, mask, dropout) if recompute and torch.is_grad_enabled() \
                 else attend(q, k, v, mask, dropout)
         else:
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, L, d_head)
@@ -182,12 +185,13 @@ class Layer(nn.Module):
         self.ffn_in = nn.Linear(D, config.intermediate_size)
         self.ffn_out = nn.Linear(config.intermediate_size, D)
         self.ffn_norm = nn.LayerNorm(D, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.dropout = Dropout(config.hidden_dropout)
         self.activation = _ACTIVATIONS[config.activation]
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, packed: list | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, packed: list | None = None,
+                recompute: bool = True) -> torch.Tensor:
         """Post-LN block: h = LN(x + attn(x)); LN(h + W_out act(W_in h)). x: (B, L, D), or (T, D) with packed."""
-        h = self.attn_norm(x + self.dropout(self.attn(x, mask, packed)))
+        h = self.attn_norm(x + self.dropout(self.attn(x, mask, packed, recompute)))
         return self.ffn_norm(h + self.dropout(self.ffn_out(self.activation(self.ffn_in(h)))))
 
 
@@ -202,7 +206,7 @@ class Encoder(nn.Module):
         self.positions = nn.Embedding(config.max_positions, D)
         self.token_types = nn.Embedding(config.type_vocab_size, D) if config.type_vocab_size else None
         self.embed_norm = nn.LayerNorm(D, eps=config.layer_norm_eps)
-        self.embed_dropout = nn.Dropout(config.hidden_dropout)
+        self.embed_dropout = Dropout(config.hidden_dropout)
         self.layers = nn.ModuleList(Layer(config) for _ in range(config.num_layers))
         self.relative_bias = nn.Embedding(config.relative_buckets, config.num_heads) if config.relative_buckets else None
 
@@ -228,6 +232,14 @@ class Encoder(nn.Module):
             x = x + self.token_types(token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids))
         return self.embed_dropout(self.embed_norm(x + self.positions(position_ids)))
 
+    def recompute_attention(self, views: list[tuple[int, int]], device: torch.device) -> bool:
+        """Whether attention over these padded (B, L) views is recomputed in backward: on a GPU always, on the CPU
+        when keeping the probabilities of all layers would exceed attention.KEPT_PROBABILITIES_BYTES."""
+        if device.type != "cpu":
+            return True
+        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else self.embed_norm.weight.dtype
+        return not keep_probabilities(views, self.config.num_heads, self.config.num_layers, dtype)
+
     def attention_mask(self, attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """SDPA mask: boolean (B, 1, 1, L) key mask for BERT; additive float (B, H, L, L) bias + mask for MPNet."""
         keep = attention_mask.bool()[:, None, None, :]
@@ -242,13 +254,15 @@ class Encoder(nn.Module):
         """Last hidden state (B, L, D). packed: run the projections, feed-forward blocks and LayerNorms on the real
         tokens only (padding is 20-45 % of a training batch) and attention per length group (embedder/packing.py);
         padding rows come out as zeros. packed=False is the plain padded computation (the same numbers up to float
-        rounding)."""
+        rounding). In training, attention probabilities are kept for backward while they fit the budget of
+        embedder/attention.py, else recomputed in backward (always on a GPU)."""
         keep = attention_mask.bool()
         if not packed or bool(keep.all()):
             x = self.embed(input_ids, token_type_ids)
             mask = self.attention_mask(attention_mask, x.dtype)
+            recompute = self.recompute_attention([tuple(input_ids.shape)], input_ids.device)
             for layer in self.layers:
-                x = layer(x, mask)
+                x = layer(x, mask, None, recompute)
             return x
         B, L = input_ids.shape
         max_groups = packing.MAX_GROUPS if input_ids.device.type == "cpu" else 1
@@ -257,6 +271,7 @@ class Encoder(nn.Module):
         x = self.embed(input_ids.reshape(-1)[positions],  # (T, D): the real tokens only
                        token_type_ids.reshape(-1)[positions] if token_type_ids is not None else None,
                        self.position_ids(input_ids).reshape(-1)[positions])
+        recompute = self.recompute_attention([(group.count, group.length) for group in groups], input_ids.device)
         for layer in self.layers:
-            x = layer(x, None, groups)
+            x = layer(x, None, groups, recompute)
         return x.new_zeros(B * L, x.shape[1]).index_copy(0, positions, x).view(B, L, -1)

@@ -129,7 +129,7 @@ def test_attention_recomputed_in_backward_gives_the_same_gradients():
     the output and every gradient equal the formula softmax((q/√d) kᵀ + mask) with the dropped entries zeroed, · v / rate, computed directly with
     the same dropout mask (drawn again from the same RNG state), bit for bit, and the RNG moves on as without
     recomputation."""
-    from embedder.attention import drop_mask
+    from embedder.dropout import drop_mask
     from embedder.encoder import SelfAttention
     config = EncoderConfig.from_hf(BertConfig(hidden_size=32, num_attention_heads=4, attention_probs_dropout_prob=0.3)
                                    .to_dict())
@@ -164,7 +164,8 @@ def test_attention_recomputed_in_backward_gives_the_same_gradients():
 def test_fast_dropout_mask_keeps_the_asked_share_uniformly():
     """The mask's keep rate is 1 − p to 2⁻¹⁷, every 16-bit lane of the drawn words alike, and attention without
     dropout equals SDPA (boolean and additive masks)."""
-    from embedder.attention import attention_with_dropout, drop_mask
+    from embedder.attention import attention_with_dropout
+    from embedder.dropout import drop_mask
     torch.manual_seed(0)
     drop, rate = drop_mask((4_000_000,), 0.1)
     assert abs(rate - 0.9) <= 2**-17

@@ -1,0 +1,80 @@
+"""Hidden-state dropout and the keep-or-recompute choice for attention probabilities, against hand-computed values:
+the dropout formula x · (1 − m) / (1 − p') with the mask drawn from the same RNG state, its gradient, its keep
+rate; the byte budget of attention.keep_probabilities by hand; an encoder's training forward and gradients the
+same, bit for bit, whether attention probabilities are kept or recomputed."""
+
+import pytest
+import torch
+from transformers import BertConfig
+
+from embedder import attention
+from embedder.dropout import Dropout, drop_mask
+from embedder.encoder import Encoder, EncoderConfig
+
+
+def test_dropout_is_the_formula_with_the_drawn_mask():
+    x = torch.randn(50, 64, requires_grad=True)
+    torch.manual_seed(3)
+    out = Dropout(0.1).train()(x)
+    out.sum().backward()
+    torch.manual_seed(3)
+    drop, rate = drop_mask((50, 64), 0.1)
+    assert rate == 1 - 6554 / 65536  # p' = round(0.1 · 2¹⁶) / 2¹⁶
+    expected = torch.where(drop, torch.zeros(()), x.detach() / rate)
+    assert torch.allclose(out, expected, rtol=1e-6, atol=0)
+    assert torch.equal(out == 0, drop | (x == 0))
+    assert torch.allclose(x.grad, (~drop).float() / rate, rtol=1e-6, atol=0)
+
+
+def test_dropout_keeps_the_share_and_the_mean():
+    torch.manual_seed(0)
+    ones = torch.ones(2_000_000)
+    out = Dropout(0.1).train()(ones)
+    assert abs((out == 0).float().mean().item() - 0.1) < 0.001
+    assert abs(out.mean().item() - 1.0) < 0.002  # E[Dropout(x)] = x
+    assert torch.equal(Dropout(0.1).eval()(ones), ones) and torch.equal(Dropout(0.0).train()(ones), ones)
+
+
+@pytest.mark.parametrize("views, heads, layers, dtype, kept", [
+    # 6 · 16·12·128² · (2·2 + 1) = 94,371,840 bytes <= 256 MiB
+    ([(16, 128)], 12, 6, torch.bfloat16, True),
+    # 6 · 16·12·128² · (2·4 + 1) = 169,869,312 + 6 · 16·12·32² · 9 = 10,616,832: 180,486,144 <= 268,435,456
+    ([(16, 128), (16, 32)], 12, 6, torch.float32, True),
+    # 12 · 20·12·384² · 5 = 2,123,366,400 > 256 MiB (the main job's longest passages, padded)
+    ([(20, 384)], 12, 12, torch.bfloat16, False),
+])
+def test_keep_probabilities_budget(views, heads, layers, dtype, kept):
+    assert attention.keep_probabilities(views, heads, layers, dtype) is kept
+
+
+def _tiny_encoder():
+    config = EncoderConfig.from_hf(BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
+                                              num_attention_heads=4, intermediate_size=64,
+                                              attention_probs_dropout_prob=0.3).to_dict())
+    torch.manual_seed(0)
+    return Encoder(config).train()
+
+
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
+def test_kept_and_recomputed_attention_agree(monkeypatch, dtype):
+    encoder = _tiny_encoder()
+    ids = torch.randint(5, 100, (4, 12))
+    mask = torch.ones(4, 12, dtype=torch.long)
+    mask[1, 7:] = 0
+    mask[3, 3:] = 0
+    results = []
+    for budget in (attention.KEPT_PROBABILITIES_BYTES, 0):  # kept (tiny batch), then recomputed
+        monkeypatch.setattr(attention, "KEPT_PROBABILITIES_BYTES", budget)
+        encoder.zero_grad()
+        torch.manual_seed(7)
+        shapes = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: shapes.append(tuple(t.shape)) or t, lambda t: t):
+            with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+                out = encoder(ids, mask)
+        out.float().square().sum().backward()
+        results.append((out, [p.grad.clone() for p in encoder.parameters() if p.grad is not None],
+                        any(len(s) == 4 and s[-1] == s[-2] for s in shapes), torch.rand(1)))
+    (kept_out, kept_grads, kept_4d, kept_next), (re_out, re_grads, re_4d, re_next) = results
+    assert kept_4d and not re_4d  # (B, H, L, L) tensors saved for backward only when kept (d_head 8, L ≠ 8)
+    assert torch.equal(kept_out, re_out) and torch.equal(kept_next, re_next)
+    assert all(torch.equal(a, b) for a, b in zip(kept_grads, re_grads))
