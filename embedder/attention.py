@@ -36,7 +36,9 @@ def attention_with_dropout(q, k, v, mask, p: float) -> torch.Tensor:
     scalings on the (B, H, L, d_head) tensors rather than the (B, H, L, L) ones and the dropped probabilities
     zeroed in place of a multiply by a cast mask (two passes over (B, H, L, L) fewer)."""
     scores = (q * (1 / math.sqrt(q.shape[-1]))) @ k.transpose(-2, -1)
-    scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+    if mask.dtype == torch.bool:  # added as 0 / −inf: the add's backward is free, a masked_fill's is a pass
+        mask = torch.zeros(mask.shape, dtype=scores.dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
+    scores = scores + mask
     probabilities = torch.softmax(scores, dim=-1)
     drop, rate = drop_mask(probabilities.shape, p, probabilities.device)
     return (probabilities.masked_fill(drop, 0).to(v.dtype) @ v) * (1 / rate)

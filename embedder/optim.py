@@ -2,7 +2,9 @@
 
 AdamW (torch's fused kernel, on CUDA and on the CPU): lr 5e-5, betas (0.9, 0.999), eps 1e-8, weight decay 0.
 When weight decay > 0 it never applies to biases, LayerNorm weights and MPNet's relative bias (transformers' rule);
-every parameter lands in exactly one group.
+every parameter lands in exactly one group. It is torch's AdamW, its methods called without the wrappers that
+import torch._dynamo on first use (a guard for torch.compile, which embedder does not use; the import is 0.9 s of
+a 15 s fine-tune on 2 cores): `step` runs under torch.no_grad() as torch's wrapper sets it; the update is torch's.
 
 Linear schedule with warmup W over T optimiser steps, the multiplier used *at* step s (0-based), as transformers'
 get_linear_schedule_with_warmup gives it:
@@ -14,6 +16,7 @@ W = ceil(warmup_ratio · T) unless warmup steps are given.
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 
@@ -45,12 +48,24 @@ def _owner(model: nn.Module, parameter_name: str) -> nn.Module:
     return model.get_submodule(module_name) if module_name else model
 
 
+class AdamW(torch.optim.AdamW):
+    """torch.optim.AdamW without torch._dynamo (see above)."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        return inspect.unwrap(torch.optim.AdamW.step)(self, closure)
+
+
+for _name in ("add_param_group", "zero_grad", "state_dict", "load_state_dict"):  # torch._disable_dynamo-wrapped
+    setattr(AdamW, _name, inspect.unwrap(getattr(torch.optim.Optimizer, _name)))
+
+
 def make_optimizer(model: nn.Module, lr: float = 5e-5, weight_decay: float = 0.0, betas=(0.9, 0.999),
                    eps: float = 1e-8) -> torch.optim.AdamW:
     # fused: one kernel for all parameters; on the CPU too (torch >= 2.4): all-mpnet-base-v2's step 426 -> 50 ms on
     # 2 cores, all-MiniLM-L6-v2's 49 -> 11 ms, the same update as the default for-each kernels
     fused = next(model.parameters()).device.type in ("cuda", "cpu")
-    return torch.optim.AdamW(parameter_groups(model, weight_decay), lr=lr, betas=betas, eps=eps,
+    return AdamW(parameter_groups(model, weight_decay), lr=lr, betas=betas, eps=eps,
                              fused=True if fused else None)
 
 

@@ -81,3 +81,41 @@ def test_fused_adamw_equals_the_default_kernels():
             opt.step()
     for a, b in zip(models[0].parameters(), models[1].parameters()):
         assert torch.allclose(a, b, atol=1e-6, rtol=0)
+
+
+def test_the_unwrapped_adamw_is_torchs_update_and_state():
+    """make_optimizer's AdamW (torch's, its methods without the torch._dynamo wrappers) gives torch.optim.AdamW's
+    weights bit for bit (fused, weight decay groups, zero_grad between steps), and its state_dict loads into
+    torch's AdamW and back (checkpoints stay torch's format)."""
+    torch.manual_seed(0)
+    models = [torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.LayerNorm(16), torch.nn.Linear(16, 4))]
+    models.append(copy.deepcopy(models[0]))
+    ours = optim.make_optimizer(models[0], lr=1e-2, weight_decay=0.1)
+    theirs = torch.optim.AdamW(optim.parameter_groups(models[1], 0.1), lr=1e-2, fused=True)
+    for _ in range(4):
+        x = torch.randn(32, 8)
+        for model, opt in zip(models, (ours, theirs)):
+            opt.zero_grad(set_to_none=True)
+            model(x).pow(2).mean().backward()
+            opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(models[0].parameters(), models[1].parameters()))
+    reloaded = torch.optim.AdamW(optim.parameter_groups(models[1], 0.1), lr=1e-2, fused=True)
+    reloaded.load_state_dict(ours.state_dict())
+    ours.load_state_dict(theirs.state_dict())
+    for a, b in zip(ours.state_dict()["state"].values(), reloaded.state_dict()["state"].values()):
+        assert all(torch.equal(a[key], b[key]) for key in ("step", "exp_avg", "exp_avg_sq"))
+
+
+def test_a_fine_tune_does_not_import_torch_dynamo(tiny_bert_folder, tmp_path):
+    """Training (optimiser created, steps, zero_grad, the checkpoint's state_dict) never imports torch._dynamo, whose
+    import is 0.9 s of a short run's start-up on 2 cores; checked in a fresh process."""
+    import subprocess
+    import sys
+    code = ("import sys, embedder\n"
+            f"embedder.fit(base={str(tiny_bert_folder)!r}, output={str(tmp_path / 'out')!r}, epochs=1, batch_size=4,"
+            " train=[('a question', 'its passage'), ('another one', 'a different passage'), ('third', 'text three'),"
+            " ('fourth', 'text four')] * 2, eval=None, echo=lambda *a, **k: None)\n"
+            "print('torch._dynamo' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "False"
