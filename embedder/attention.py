@@ -7,7 +7,7 @@ Dropout on the probabilities forces SDPA's math kernel, which keeps the (B, H, L
 after dropout) and the dropout mask of every layer for backward: (2 · itemsize + 1) bytes per entry, most of a
 training step's memory at 384 tokens. `recomputed` keeps only q, k, v (and the mask) and the RNG state instead, and
 computes attention again in backward under the same autocast and RNG state: the same numbers and gradients, at
-the cost of the attention forward twice (a fifth of a bf16 MiniLM step on short texts). `keep_probabilities` says
+the cost of the attention forward twice (about a sixth of a bf16 MiniLM step on short texts). `keep_probabilities` says
 which to do: keep them while all layers' together fit in KEPT_PROBABILITIES_BYTES. The dropout mask is
 dropout.drop_mask's (four entries to a 64-bit word).
 """
