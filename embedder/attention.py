@@ -5,11 +5,11 @@ the packed path's row gather.
 
 Dropout on the probabilities forces SDPA's math kernel, which keeps the (B, H, L, L) probabilities (before and
 after dropout) and the dropout mask of every layer for backward: (2 · itemsize + 1) bytes per entry, most of a
-training step's memory at 384 tokens. `recomputed` keeps only q, k, v (and the mask) and the RNG state instead, and
-computes attention again in backward under the same autocast and RNG state: the same numbers and gradients, at
-the cost of the attention forward twice (about a sixth of a bf16 MiniLM step on short texts). `keep_probabilities` says
-which to do: keep them while all layers' together fit in KEPT_PROBABILITIES_BYTES. The dropout mask is
-dropout.drop_mask's (four entries to a 64-bit word).
+training step's memory at 384 tokens. `recomputed` (a small autograd Function) keeps only q, k, v (and the mask) and
+the RNG state instead, and computes attention again in backward under the same autocast and RNG state: the same
+numbers and gradients, at the cost of the attention forward twice (about a sixth of a bf16 MiniLM step on short
+texts). `keep_probabilities` says which to do: keep them while all layers' together fit in
+KEPT_PROBABILITIES_BYTES. The dropout mask is dropout.drop_mask's (four entries to a 64-bit word).
 """
 
 from __future__ import annotations
@@ -60,11 +60,41 @@ class GatherRows(torch.autograd.Function):
         return grad.new_zeros(ctx.rows, *grad.shape[1:]).index_copy_(0, index, grad), None
 
 
+class _Recomputed(torch.autograd.Function):
+    """attend(q, k, v, mask, p) with only its inputs, the autocast state and the RNG state kept for backward, where
+    it runs again under both (torch.utils.checkpoint does the same, but its first call imports torch._dynamo: 0.85 s
+    of a short run's start-up on 2 cores)."""
+
+    @staticmethod
+    def forward(ctx, attend, p, q, k, v, mask):
+        device = q.device
+        ctx.attend, ctx.p, ctx.device = attend, p, device
+        ctx.autocast = (torch.is_autocast_enabled(device.type), torch.get_autocast_dtype(device.type))
+        ctx.rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
+        ctx.save_for_backward(q, k, v, mask)
+        return attend(q, k, v, mask, p)
+
+    @staticmethod
+    def backward(ctx, grad):
+        q, k, v, mask = ctx.saved_tensors
+        device = ctx.device
+        inputs = [t.detach().requires_grad_(t.requires_grad) for t in (q, k, v, mask)]
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
+            if device.type == "cuda":
+                torch.cuda.set_rng_state(ctx.rng, device)
+            else:
+                torch.set_rng_state(ctx.rng)
+            enabled, dtype = ctx.autocast
+            with torch.enable_grad(), torch.autocast(device.type, dtype=dtype, enabled=enabled):
+                output = ctx.attend(*inputs, ctx.p)
+        wanted = [t for t in inputs if t.requires_grad]
+        grads = iter(torch.autograd.grad(output, wanted, grad) if wanted else ())
+        return (None, None, *(next(grads) if t.requires_grad else None for t in inputs))
+
+
 def recomputed(attend, q, k, v, mask, p: float) -> torch.Tensor:
-    """attend(q, k, v, mask, p), its (B, H, L, L) intermediates recomputed in backward rather than kept
-    (torch.utils.checkpoint: the same RNG state and autocast in the recomputation)."""
-    from torch.utils.checkpoint import checkpoint
-    return checkpoint(attend, q, k, v, mask, p, use_reentrant=False)
+    """attend(q, k, v, mask, p), its (B, H, L, L) intermediates recomputed in backward rather than kept."""
+    return _Recomputed.apply(attend, p, q, k, v, mask)
 
 
 __all__ = ["KEPT_PROBABILITIES_BYTES", "GatherRows", "attention_with_dropout", "keep_probabilities",

@@ -106,16 +106,21 @@ def test_the_unwrapped_adamw_is_torchs_update_and_state():
         assert all(torch.equal(a[key], b[key]) for key in ("step", "exp_avg", "exp_avg_sq"))
 
 
-def test_a_fine_tune_does_not_import_torch_dynamo(tiny_bert_folder, tmp_path):
-    """Training (optimiser created, steps, zero_grad, the checkpoint's state_dict) never imports torch._dynamo, whose
-    import is 0.9 s of a short run's start-up on 2 cores; checked in a fresh process."""
+@pytest.mark.parametrize("budget", ["attention.KEPT_PROBABILITIES_BYTES", "0"])
+def test_a_fine_tune_does_not_import_torch_dynamo(tiny_bert_folder, tmp_path, budget):
+    """Training (optimiser created, steps, zero_grad, the checkpoint's state_dict; attention probabilities kept or,
+    with no budget, recomputed in backward) never imports torch._dynamo, whose import is 0.9 s of a short run's
+    start-up on 2 cores; checked in a fresh process."""
     import subprocess
     import sys
-    code = ("import sys, embedder\n"
+    code = ("import sys, embedder, embedder.attention as attention\n"
+            f"attention.KEPT_PROBABILITIES_BYTES = {budget}\n"
+            "recomputations, forward = [], attention._Recomputed.forward\n"
+            "attention._Recomputed.forward = staticmethod(lambda *a: recomputations.append(1) or forward(*a))\n"
             f"embedder.fit(base={str(tiny_bert_folder)!r}, output={str(tmp_path / 'out')!r}, epochs=1, batch_size=4,"
             " train=[('a question', 'its passage'), ('another one', 'a different passage'), ('third', 'text three'),"
             " ('fourth', 'text four')] * 2, eval=None, echo=lambda *a, **k: None)\n"
-            "print('torch._dynamo' in sys.modules)")
+            "print(bool(recomputations), 'torch._dynamo' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip().splitlines()[-1] == "False"
+    assert result.stdout.strip().splitlines()[-1] == f"{budget == '0'} False"
