@@ -11,7 +11,6 @@ import json
 import shutil
 
 import numpy as np
-import torch
 from safetensors.torch import load_file
 
 import embedder
