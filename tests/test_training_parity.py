@@ -65,7 +65,7 @@ def test_four_steps_match_sentence_transformers_trainer(which, dims, request, ir
             assert delta_ours.abs().max() <= STEPS * LR and delta_theirs.abs().max() <= STEPS * LR, name
             continue
         moved = max(moved, delta_theirs.abs().max().item())
-        # Δ is up to STEPS · LR = 2e-4; a wrong schedule, clip, loss or batch moves most entries by ~LR / 4 or more
+        # Δ is up to STEPS · LR = 2e-4; a wrong schedule, loss or batch moves most entries by ~LR / 4 or more
         assert gap.max() <= 1e-5, (name, gap.max().item())
         assert (gap > 1e-6).float().mean() <= 0.01, (name, (gap > 1e-6).float().mean().item())
         off, entries = off + int((gap > 1e-6).sum()), entries + gap.numel()
