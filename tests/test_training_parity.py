@@ -1,7 +1,8 @@
 """Training against sentence-transformers' own trainer: four steps of embedder.fit and of SentenceTransformerTrainer
 (ST's defaults: AdamW lr 5e-5, linear decay, no warmup, clipping at 1.0; MatryoshkaLoss over MNRL, scale 20), fp32,
-real all-MiniLM-L6-v2 and all-mpnet-base-v2 with dropout off, on the same batches (ST given them as its batch sampler, embedder's batch
-plan replaced by them). The weight changes Δ = trained − base must agree element by element.
+real all-MiniLM-L6-v2 and all-mpnet-base-v2 with dropout off, on the same batches (ST given them as its batch
+sampler, embedder's batch plan replaced by them). The weight changes Δ = trained − base must agree element by
+element.
 
 Adam's update g / (√v + ε) does not depend on the gradient's size, so where a gradient is float noise the update
 is noise of the learning rate's size: the attention key biases, whose true gradient is zero (q · b_k is the same
@@ -25,7 +26,8 @@ KEY_BIASES = (".attention.self.key.bias", ".attention.attn.k.bias")  # BERT's, M
                                          ("mpnet_folder", (768, 512, 256, 128, 64))])
 def test_four_steps_match_sentence_transformers_trainer(which, dims, request, ir_data_dir, tmp_path, monkeypatch):
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
+                                       SentenceTransformerTrainingArguments)
     from sentence_transformers.losses import MatryoshkaLoss, MultipleNegativesRankingLoss
 
     folder = tmp_path / "no-dropout"
