@@ -14,6 +14,7 @@ import ctypes
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -62,7 +63,6 @@ print(json.dumps({"rows": rows, "peak": status("VmHWM"), "free": libc.mallinfo2(
               help="none, every-step, or N (every N-th step); repeatable")
 @click.option("--repeats", default=1, type=int)
 def main(base, steps, trims, repeats):
-    import tempfile
     results = {trim: [] for trim in trims}
     for _ in range(repeats):
         for trim in trims:

@@ -65,8 +65,7 @@ def make_optimizer(model: nn.Module, lr: float = 5e-5, weight_decay: float = 0.0
     # fused: one kernel for all parameters; on the CPU too (torch >= 2.4): all-mpnet-base-v2's step 426 -> 50 ms on
     # 2 cores, all-MiniLM-L6-v2's 49 -> 11 ms, the same update as the default for-each kernels
     fused = next(model.parameters()).device.type in ("cuda", "cpu")
-    return AdamW(parameter_groups(model, weight_decay), lr=lr, betas=betas, eps=eps,
-                             fused=True if fused else None)
+    return AdamW(parameter_groups(model, weight_decay), lr=lr, betas=betas, eps=eps, fused=True if fused else None)
 
 
 def warmup_steps(total_steps: int, warmup_ratio: float = 0.0, steps: int | None = None) -> int:
