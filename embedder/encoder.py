@@ -33,7 +33,6 @@ import torch.nn.functional as F
 from torch import nn
 from . import packing
 from .attention import GatherRows, attention_with_dropout, keep_probabilities, recomputed
-from .dropout import Dropout
 
 SUPPORTED_ARCHITECTURES = ("bert", "mpnet")
 _ACTIVATIONS = {
@@ -185,7 +184,7 @@ class Layer(nn.Module):
         self.ffn_in = nn.Linear(D, config.intermediate_size)
         self.ffn_out = nn.Linear(config.intermediate_size, D)
         self.ffn_norm = nn.LayerNorm(D, eps=config.layer_norm_eps)
-        self.dropout = Dropout(config.hidden_dropout)
+        self.dropout = nn.Dropout(config.hidden_dropout)
         self.activation = _ACTIVATIONS[config.activation]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, packed: list | None = None,
@@ -206,7 +205,7 @@ class Encoder(nn.Module):
         self.positions = nn.Embedding(config.max_positions, D)
         self.token_types = nn.Embedding(config.type_vocab_size, D) if config.type_vocab_size else None
         self.embed_norm = nn.LayerNorm(D, eps=config.layer_norm_eps)
-        self.embed_dropout = Dropout(config.hidden_dropout)
+        self.embed_dropout = nn.Dropout(config.hidden_dropout)
         self.layers = nn.ModuleList(Layer(config) for _ in range(config.num_layers))
         self.relative_bias = nn.Embedding(config.relative_buckets, config.num_heads) if config.relative_buckets else None
 
