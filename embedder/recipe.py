@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 from . import data_specs, output_paths
@@ -185,7 +184,6 @@ def _train(config, train_pairs, eval_sets, general_sets, context, device, echo, 
             echo(warning, err=True)
         if not resumed:
             store.clear()  # --overwrite: an earlier run's checkpoints and log go
-        started = time.time()
         base_metrics = trainer.state.base_metrics if resumed else {}  # the first start's, not the checkpoint's
         if evaluators and not base_metrics:
             echo("evaluating the base model…")
@@ -210,8 +208,7 @@ def _train(config, train_pairs, eval_sets, general_sets, context, device, echo, 
         raise TrainingStopped(f"{reason} at step {trainer.state.step}; {store.where()}") from None
 
     try:
-        return finish(config, plan, model, trainer, train_pairs, eval_sets, base_metrics, context, echo,
-                      time.time() - started)
+        return finish(config, plan, model, trainer, train_pairs, eval_sets, base_metrics, context, echo)
     except (Interrupted, OSError) as err:
         reason = f"interrupted ({err.signal_name})" if isinstance(err, Interrupted) else \
             f"writing the model failed ({err.strerror or err})"

@@ -27,8 +27,7 @@ class TrainingResult:
     output: str = ""
 
 
-def finish(config, plan, model, trainer, train_pairs, eval_sets, base_metrics, context, echo,
-            train_seconds) -> TrainingResult:
+def finish(config, plan, model, trainer, train_pairs, eval_sets, base_metrics, context, echo) -> TrainingResult:
     """After training: the chosen weights, checked finite; the final evaluation; the model folder and its card."""
     import torch
 
@@ -80,7 +79,7 @@ def finish(config, plan, model, trainer, train_pairs, eval_sets, base_metrics, c
 
     merged_text = f", merged with the base at w = {merged[0]:.1f}" if merged and merged[0] != 1.0 else ""
     cost = facts.cost
-    echo(f"\ntrained {trainer.state.step} steps in {train_seconds:.0f} s ({cost['pairs_per_second']:.1f} pairs/s in "
+    echo(f"\ntrained {trainer.state.step} steps in {cost['train_seconds']:.0f} s ({cost['pairs_per_second']:.1f} pairs/s in "
          f"{cost['step_seconds']:.0f} s of steps, evaluation {cost['eval_seconds']:.0f} s, {cost['precision']} on "
          f"{cost['device']}); saved the model of step {chosen_step}{merged_text} to {out}")
     if final_metrics:

@@ -5,6 +5,7 @@ run."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -66,6 +67,11 @@ def test_train_then_load_in_st(ir_data_dir, small_ir, tmp_path):
     assert log[0]["step"] == 0 and "cosine_map@100" in log[0] and any("loss" in row for row in log)
     assert json.loads((out / "train_config.json").read_text())["matryoshka_dims"] == [384, 128]
     check_card_facts(card, out, ir_data_dir, small_ir)
+    # one clock: the console's total is its steps plus its evaluation (each rounded to a second), and the card's
+    total, steps, evaluation = map(int, re.search(r"trained 3 steps in (\d+) s \(.* in (\d+) s of steps, "
+                                                  r"evaluation (\d+) s", result.stdout).groups())
+    assert abs(total - (steps + evaluation)) <= 1
+    assert f"**Training wall time:** {total} s (of which evaluation {evaluation} s)" in card
 
 
 def check_card_facts(card, out, ir_data_dir, small_ir):
