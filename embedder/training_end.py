@@ -79,9 +79,9 @@ def finish(config, plan, model, trainer, train_pairs, eval_sets, base_metrics, c
 
     merged_text = f", merged with the base at w = {merged[0]:.1f}" if merged and merged[0] != 1.0 else ""
     cost = facts.cost
-    echo(f"\ntrained {trainer.state.step} steps in {cost['train_seconds']:.0f} s ({cost['pairs_per_second']:.1f} pairs/s in "
-         f"{cost['step_seconds']:.0f} s of steps, evaluation {cost['eval_seconds']:.0f} s, {cost['precision']} on "
-         f"{cost['device']}); saved the model of step {chosen_step}{merged_text} to {out}")
+    echo(f"\ntrained {trainer.state.step} steps in {cost['train_seconds']:.0f} s ({cost['pairs_per_second']:.1f} "
+         f"pairs/s in {cost['step_seconds']:.0f} s of steps, evaluation {cost['eval_seconds']:.0f} s, "
+         f"{cost['precision']} on {cost['device']}); saved the model of step {chosen_step}{merged_text} to {out}")
     if final_metrics:
         echo(format_table({"base": base_metrics, "fine-tuned": final_metrics}, list(final_metrics)))
         if plan.precision != "fp32":
