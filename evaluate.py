@@ -13,9 +13,9 @@ import os
 
 import click
 
-from embedder import output_paths
+from embedder import files as output_paths
 from embedder.errors import UserError, one_line_errors
-from embedder.st_format import write_file_atomically
+from embedder.files import write_file_atomically
 
 DEFAULT_MODEL = "all-mpnet-base-v2"
 
@@ -34,9 +34,9 @@ def parse_dims(text: str | None) -> list[int]:
 
 def run(models, data, dims, json_out, batch_size, precision, per_query_out, device, compare=None):
     import embedder
-    from embedder import data_specs as datasets
-    from embedder import regressions
-    from embedder.evaluation import InformationRetrievalEvaluator, format_table
+    from embedder.data import specs as datasets
+    from embedder.eval import regressions
+    from embedder.eval.ir import InformationRetrievalEvaluator, format_table
 
     if batch_size <= 0:
         raise UserError(f"--batch-size {batch_size}: must be a positive integer")
@@ -58,7 +58,7 @@ def run(models, data, dims, json_out, batch_size, precision, per_query_out, devi
     for name in models:
         model = embedder.load(name, device=device)
         if precision == "auto" or precision == "bf16":
-            from embedder.precision import resolve
+            from embedder.model.precision import resolve
             precision, reason, warning = resolve(precision, model.device)
             print(f"precision {precision} ({reason})" + (f"; WARNING: {warning}" if warning else ""))
         if any(d > model.embedding_dimension for d in dims):

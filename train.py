@@ -4,7 +4,7 @@
     python train.py --base all-MiniLM-L6-v2 --train train.json --eval val.json --epochs 1 --batch-size 16 \
         --matryoshka-dims none --output out/minilm-aipolicy
 
-This file is the command line only: click options (defaults: TrainConfig's) -> TrainConfig -> embedder.recipe.train, which writes an ST
+This file is the command line only: click options (defaults: TrainConfig's) -> TrainConfig -> embedder.train.run.train, which writes an ST
 folder at --output with README.md (model card) and training_log.jsonl. User mistakes end with one line on stderr
 each and exit code 2, before anything is written; a stopped run says where its work is and exits non-zero.
 """
@@ -15,11 +15,13 @@ import sys
 
 import click
 
+from embedder.cli import parse_dims, parse_merge, parse_weights
 from embedder.errors import UserError, error_lines
-from embedder.recipe import train as run
-from embedder.stop_signals import Interrupted
-from embedder.train_config import PRECISIONS, TrainConfig, parse_dims, parse_merge, parse_weights
-from embedder.trainer import TrainingStopped
+from embedder.model.precision import PRECISIONS
+from embedder.train.config import TrainConfig
+from embedder.train.run import train as run
+from embedder.train.stop_signals import Interrupted
+from embedder.train.trainer import TrainingStopped
 
 DEFAULT = {name: f.default for name, f in TrainConfig.__dataclass_fields__.items()}  # stated once: the config
 

@@ -32,13 +32,14 @@ def main(models, data, batch_size, device, repeats):
     from sentence_transformers import SentenceTransformer
 
     import embedder
+    import embedder.model.locate
     ir = json.loads(Path(data).read_text())
     sets = {"corpus": list(ir["corpus"].values()), "questions": list(ir["questions"].values())}
     print(f"device {device}, batch {batch_size}, torch {torch.__version__}, {platform.machine()} x{os.cpu_count()}\n")
     print("| model | texts | embedder texts/s | ST texts/s | ratio | max abs diff |\n|---|---|---|---|---|---|")
     for name in models:
         ours = embedder.load(name, device=device)
-        st = SentenceTransformer(str(embedder.bases.resolve(name)), device=device)
+        st = SentenceTransformer(str(embedder.model.locate.resolve(name)), device=device)
         for label, texts in sets.items():
             rates, outputs = {}, {}
             for system, encode in (("embedder", ours.encode), ("st", st.encode)):

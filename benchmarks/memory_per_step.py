@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 CHILD = r"""
 import ctypes, json, sys, time
 sys.path.insert(0, sys.argv[1])
-from embedder import recipe
-from embedder.train_config import TrainConfig
+from embedder.train import run as recipe
+from embedder.train.config import TrainConfig
 
 base, steps, trim, output = sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 libc = ctypes.CDLL("libc.so.6")

@@ -28,8 +28,8 @@ def main(base, precision, batch_size, rows, train_data, dims, shapes):
     from torch.profiler import ProfilerActivity, profile
 
     import embedder
-    import embedder.recipe
-    from embedder.train_config import parse_dims
+    import embedder.train.run
+    from embedder.cli import parse_dims
     profiler = profile(activities=[ProfilerActivity.CPU], record_shapes=shapes)
 
     def hook(step):
@@ -42,7 +42,7 @@ def main(base, precision, batch_size, rows, train_data, dims, shapes):
         config = embedder.TrainConfig(base=base, train=(train_data,), eval=(), output=f"{tmp}/m", max_steps=3,
                                       batch_size=batch_size, precision=precision,
                                       matryoshka_dims=parse_dims(dims))
-        result = embedder.recipe.train(config, echo=lambda *a, **k: None, step_hook=hook)
+        result = embedder.train.run.train(config, echo=lambda *a, **k: None, step_hook=hook)
     print(f"{base}, batch {batch_size}, precision {result.plan.precision} ({result.plan.precision_reason}), "
           f"{torch.get_num_threads()} threads; steps 2-3 of {train_data}\n")
     print(profiler.key_averages(group_by_input_shape=shapes).table(sort_by="self_cpu_time_total", row_limit=rows,

@@ -46,10 +46,11 @@ VARIANTS = {"random": ("random", False, None), "no_duplicates": ("no_duplicates"
 def main(base, data, batch_size, epochs, dims, weights, variants, seeds, keep_last, precisions, merge, merge_grid,
          json_out):
     import embedder
-    from embedder.data import load_ir
-    from embedder.evaluation import InformationRetrievalEvaluator
-    from embedder.recipe import train
-    from embedder.train_config import TrainConfig, parse_dims, parse_merge, parse_weights
+    from embedder.data.formats import load_ir
+    from embedder.eval.ir import InformationRetrievalEvaluator
+    from embedder.train.run import train
+    from embedder.train.config import TrainConfig
+    from embedder.cli import parse_dims, parse_merge, parse_weights
 
     test = load_ir(Path(data) / "test.json")
     rows = []
@@ -107,10 +108,11 @@ def main(base, data, batch_size, epochs, dims, weights, variants, seeds, keep_la
 def score_merges(config, result, model, test_evaluator) -> dict:
     """--merge auto replayed on the trained (unmerged) model: every w scored on validation and general exactly as
     training scores them (same evaluators, the run's autocast), and on test in fp32; the w auto keeps."""
-    from embedder import data_specs, merge
-    from embedder.evaluation import InformationRetrievalEvaluator
-    from embedder.pipeline import load
-    from embedder.plan import DEFAULT_SELECT
+    from embedder.data import specs as data_specs
+    from embedder.train import forgetting as merge
+    from embedder.eval.ir import InformationRetrievalEvaluator
+    from embedder.model.embedder import load
+    from embedder.train.config import DEFAULT_SELECT
 
     plan = result.plan
     evaluators = [InformationRetrievalEvaluator(ir.queries, ir.corpus, ir.relevant, name=name, dims=plan.eval_dims,

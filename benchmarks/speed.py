@@ -62,7 +62,7 @@ SHAPE_SOURCES = {
 
 def write_shape(name: str, out: Path) -> None:
     """config + tokenizer + ST module files of an installed base, with the shape's changes; no weights."""
-    from embedder import bases
+    from embedder.model import locate as bases
     source, config_changes, st_changes = SHAPE_SOURCES[name]
     folder = Path(bases.resolve(source))
     if out.exists():
@@ -96,7 +96,7 @@ def random_model(shape: Path, out: Path) -> None:
 
 
 def load_pairs(spec: str, max_pairs: int | None) -> list[tuple[str, str]]:
-    from embedder.data_specs import load_train
+    from embedder.data.specs import load_train
     rows = [(r[0], r[1]) for r in load_train(spec).rows]
     return rows[:max_pairs] if max_pairs else rows
 
@@ -136,7 +136,8 @@ def train_worker(system, model_dir, pairs, batch_size, precision, steps, warmup,
 
     started = time.perf_counter()
     if system == "embedder":
-        from embedder.recipe import TrainConfig, train
+        from embedder.train.config import TrainConfig
+        from embedder.train.run import train
         train_file = Path(out_dir) / "pairs.jsonl"
         train_file.write_text("".join(json.dumps({"anchor": a, "positive": p}) + "\n" for a, p in pairs))
         config = TrainConfig(base=model_dir, train=(str(train_file),), eval=(), output=f"{out_dir}/model",
@@ -249,7 +250,7 @@ def run(models, batch_sizes, precisions, steps, warmup, repeats, dims, data, max
         shapes_dir, cpu_smoke, out):
     """Measure and print the tables."""
     import torch
-    from embedder.plan import default_dims
+    from embedder.train.config import default_dims
     device = "cuda" if torch.cuda.is_available() and not cpu_smoke else "cpu"
     if cpu_smoke:
         models, batch_sizes, precisions, steps, warmup, repeats = "tiny", "4", "fp32", 4, 1, 1

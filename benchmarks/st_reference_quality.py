@@ -31,10 +31,10 @@ def main(base, data, batch_size, epochs, dims, seed):
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.evaluation import InformationRetrievalEvaluator
 
-    from embedder import bases
-    from embedder.data import load_ir
+    from embedder.model import locate as bases
+    from embedder.data.formats import load_ir
     from st_trainer import st_trainer
-    from embedder.data_specs import load_train
+    from embedder.data.specs import load_train
 
     pairs = [(row[0], row[1]) for row in load_train(str(Path(data) / "train.json")).rows]
     test = load_ir(Path(data) / "test.json")

@@ -69,7 +69,7 @@ def timed(command, env) -> tuple[float, float]:
 @click.option("--data", default=str(REPO.parent / "shared" / "data" / "aipolicy" / "train.json"))
 def main(models, repeats, also_fp32, data):
     sys.path.insert(0, str(REPO))
-    from embedder import bases, precision
+    from embedder.model import locate as bases, precision
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "true"}
     feature = precision.cpu_bf16_feature()
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, native bf16: {feature or 'no'}, "

@@ -10,18 +10,19 @@
     result.model, result.metrics
 """
 
-__version__ = "0.1.0"
+import importlib
 
-from .errors import UserError  # noqa: E402
-from .pipeline import Embedder, load  # noqa: E402
+from .errors import UserError
+from .model.embedder import Embedder, load
+from .version import __version__
 
-_TRAINING = {"fit": "recipe", "TrainingResult": "training_end", "TrainConfig": "train_config"}
+_TRAINING = {"fit": "train.run", "TrainingResult": "train.run", "TrainConfig": "train.config"}
 
 
 def __getattr__(name: str):
-    """The training API, imported on first use (so `python -m embedder.data` and friends run without it)."""
+    """The training API, imported on first use: the one lazy import of the package, so that `embedder.load` and
+    encoding never import embedder/train/."""
     if name in _TRAINING:
-        import importlib
         return getattr(importlib.import_module(f".{_TRAINING[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -34,7 +34,7 @@ def ir_data_dir(tmp_path_factory) -> Path:
     folder = _aipolicy_folder()
     if (folder / "test.json").is_file():
         return folder
-    from embedder import stdlib_data
+    from embedder.data import stdlib as stdlib_data
     folder = tmp_path_factory.mktemp("stdlib_data")
     for split, ir in stdlib_data.stdlib_dataset().items():
         (folder / f"{split}.json").write_text(json.dumps(ir.to_json()), encoding="utf-8")
@@ -53,13 +53,13 @@ def aipolicy_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def minilm_folder() -> Path:
-    from embedder import bases
+    from embedder.model import locate as bases
     return bases.resolve("all-MiniLM-L6-v2")
 
 
 @pytest.fixture(scope="session")
 def mpnet_folder() -> Path:
-    from embedder import bases
+    from embedder.model import locate as bases
     return bases.resolve("all-mpnet-base-v2")
 
 

@@ -17,7 +17,8 @@ from collections import namedtuple
 
 
 def plant(fault: str) -> None:
-    from embedder import batch_loss, st_format, trainer
+    from embedder.train import trainer
+    from embedder.model import st_format
 
     if fault == "disk-full-at-save":
         def full(folder, **kwargs):
@@ -39,12 +40,12 @@ def plant(fault: str) -> None:
             return real_evaluate(self)
         trainer.Trainer.evaluate = evaluate
     elif fault == "nan-loss":
-        real = batch_loss.loss_function
+        real = trainer.loss_function
 
         def poisoned(*args, **kwargs):
             loss_of, weight = real(*args, **kwargs)
             return (lambda embeddings: loss_of(embeddings) * float("nan")), weight
-        batch_loss.loss_function = poisoned
+        trainer.loss_function = poisoned
     else:
         raise SystemExit(f"unknown fault {fault}")
 

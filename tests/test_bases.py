@@ -14,9 +14,9 @@ import pytest
 import torch
 
 import embedder
-from embedder import bases
+from embedder.model import locate as bases
 from embedder.errors import UserError
-from embedder.weights import read_checkpoint
+from embedder.model.weights import read_checkpoint
 
 
 @pytest.mark.parametrize("name,sha", [("all-MiniLM-L6-v2", bases.PACKAGED["all-minilm-l6-v2"].sha256),

@@ -4,7 +4,7 @@ batch, every row once per epoch, new batches each epoch, exact length) and round
 import numpy as np
 import pytest
 
-from embedder import batching
+from embedder.data import batching
 
 
 def _aipolicy_like(n_passages=300):

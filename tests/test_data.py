@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from embedder import data, stdlib_data
+from embedder.data import formats as data, stdlib as stdlib_data
 from embedder.errors import UserError
 
 IR = {"questions": {"q1": "What is A?", "q2": "What is B?"}, "corpus": {"p1": "A is a letter.", "p2": "B too."},

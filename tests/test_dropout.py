@@ -7,9 +7,9 @@ import pytest
 import torch
 from transformers import BertConfig
 
-from embedder import attention
-from embedder.dropout import drop_mask
-from embedder.encoder import Encoder, EncoderConfig
+from embedder.model import attention
+from embedder.model.dropout import drop_mask
+from embedder.model.encoder import Encoder, EncoderConfig
 
 
 def test_mask_entries_are_independent():

@@ -10,6 +10,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 
 import embedder
+from embedder.model.similarity import similarity
 
 TEXTS = ["What rights do people have?", "Rights are listed in the charter.", "Cats sleep a lot."]
 
@@ -52,5 +53,5 @@ def test_similarity_functions_as_in_st(function):
     from sentence_transformers.similarity_functions import SimilarityFunction
     a, b = torch.randn(4, 8), torch.randn(3, 8)
     st_fn = SimilarityFunction.to_similarity_fn(function)
-    assert (embedder.similarity.similarity(a, b, function) - st_fn(a, b)).abs().max() <= 1e-5
-    assert embedder.similarity.similarity(a[0], b[0], function).shape == st_fn(a[0], b[0]).shape
+    assert (similarity(a, b, function) - st_fn(a, b)).abs().max() <= 1e-5
+    assert similarity(a[0], b[0], function).shape == st_fn(a[0], b[0]).shape

@@ -8,9 +8,9 @@ import torch
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, MPNetConfig, MPNetModel
 from transformers.models.mpnet.modeling_mpnet import MPNetEncoder
 
-from embedder import weights
-from embedder.encoder import Encoder, EncoderConfig, relative_position_buckets
-from embedder.weights import read_checkpoint
+from embedder.model import weights
+from embedder.model.encoder import Encoder, EncoderConfig, relative_position_buckets
+from embedder.model.weights import read_checkpoint
 
 TINY = dict(vocab_size=120, hidden_size=48, num_hidden_layers=3, num_attention_heads=4, intermediate_size=96,
             max_position_embeddings=80)
@@ -129,8 +129,8 @@ def test_attention_recomputed_in_backward_gives_the_same_gradients():
     the output and every gradient equal the formula softmax((q/√d) kᵀ + mask) with the dropped entries zeroed, · v / rate, computed directly with
     the same dropout mask (drawn again from the same RNG state), bit for bit, and the RNG moves on as without
     recomputation."""
-    from embedder.dropout import drop_mask
-    from embedder.encoder import SelfAttention
+    from embedder.model.dropout import drop_mask
+    from embedder.model.encoder import SelfAttention
     config = EncoderConfig.from_hf(BertConfig(hidden_size=32, num_attention_heads=4, attention_probs_dropout_prob=0.3)
                                    .to_dict())
     attention = SelfAttention(config).train()
@@ -164,8 +164,8 @@ def test_attention_recomputed_in_backward_gives_the_same_gradients():
 def test_fast_dropout_mask_keeps_the_asked_share_uniformly():
     """The mask's keep rate is 1 − p to 2⁻¹⁷, every 16-bit lane of the drawn words alike, and attention without
     dropout equals SDPA (boolean and additive masks)."""
-    from embedder.attention import attention_with_dropout
-    from embedder.dropout import drop_mask
+    from embedder.model.attention import attention_with_dropout
+    from embedder.model.dropout import drop_mask
     torch.manual_seed(0)
     drop, rate = drop_mask((4_000_000,), 0.1)
     assert abs(rate - 0.9) <= 2**-17
@@ -181,7 +181,7 @@ def test_fast_dropout_mask_keeps_the_asked_share_uniformly():
 
 def test_gather_rows_backward_equals_index_select():
     """The packed path's row gather: forward and gradient equal torch's index_select (distinct indices)."""
-    from embedder.attention import GatherRows
+    from embedder.model.attention import GatherRows
     x = torch.randn(12, 5, requires_grad=True)
     index = torch.tensor([7, 0, 3, 11, 4])
     weights = torch.randn(5, 5)
@@ -196,7 +196,7 @@ def test_gather_rows_backward_equals_index_select():
 def test_recomputed_attention_gradients_include_the_additive_mask():
     """MPNet's relative-position bias is learned: through the recomputed attention its gradient (and q, k, v's)
     equals the direct computation's with the same dropout draw, bit for bit, in fp32 and under bf16 autocast."""
-    from embedder.attention import attention_with_dropout, recomputed
+    from embedder.model.attention import attention_with_dropout, recomputed
     for dtype in (None, torch.bfloat16):
         results = []
         for attend in (lambda *a: recomputed(attention_with_dropout, *a), attention_with_dropout):

@@ -13,7 +13,7 @@ from sentence_transformers.evaluation import InformationRetrievalEvaluator as ST
 from sentence_transformers.util import cos_sim, dot_score
 
 import embedder
-from embedder.evaluation import InformationRetrievalEvaluator, metric_names
+from embedder.eval.ir import InformationRetrievalEvaluator, metric_names
 
 
 def test_thirty_metric_names_in_seed_order():

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from conftest import REPO
-from embedder import batch_loss, checkpoints, trainer
-from embedder.recipe import TrainConfig, train
+from embedder.train import checkpoints, trainer
+from embedder.train.config import TrainConfig
+from embedder.train.run import train
 
 
 def _pairs(tmp_path, n=64):
@@ -42,7 +43,7 @@ def test_sigint_saves_a_checkpoint_and_exits_cleanly(tiny_bert_folder, tmp_path)
 
 
 def test_persistent_nan_stops_with_the_last_good_checkpoint(tiny_bert_folder, tmp_path, monkeypatch):
-    real = batch_loss.loss_function
+    real = trainer.loss_function
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -52,7 +53,7 @@ def test_persistent_nan_stops_with_the_last_good_checkpoint(tiny_bert_folder, tm
             return (lambda embeddings: loss_of(embeddings) * float("nan")), weight
         return loss_of, weight
 
-    monkeypatch.setattr(batch_loss, "loss_function", poisoned)
+    monkeypatch.setattr(trainer, "loss_function", poisoned)
     config = TrainConfig(base=str(tiny_bert_folder), train=(str(_pairs(tmp_path)),), eval=(),
                          output=str(tmp_path / "model"), epochs=3, batch_size=8, matryoshka_dims=None, save_steps=2,
                          max_bad_steps=3)

@@ -4,8 +4,8 @@ with a warning past --max-general-drop."""
 import pytest
 
 import embedder
-from embedder.train_config import TrainConfig
-from embedder.training_end import forgetting_check
+from embedder.train.config import TrainConfig
+from embedder.train.forgetting import forgetting_check
 
 PAIRS = [(f"what is item {i} about?", f"item {i} is about topic {i % 5}") for i in range(16)]
 IR = {"questions": {f"q{i}": f"which item is number {i}?" for i in range(6)},

@@ -10,7 +10,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.losses import MatryoshkaLoss, MultipleNegativesRankingLoss
 
 import embedder
-from embedder import losses
+from embedder.train import losses
 
 
 def _grads(fn, *tensors):

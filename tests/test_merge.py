@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from embedder import merge
+from embedder.train import forgetting as merge
 from embedder.errors import UserError
 
 

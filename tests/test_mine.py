@@ -10,8 +10,8 @@ import torch
 
 import embedder
 from conftest import REPO
-from embedder.data import load_training_file
-from embedder.mine import mine
+from embedder.data.formats import load_training_file
+from embedder.data.mining import mine
 
 
 def _subset(ir_data_dir, n=30):

@@ -7,10 +7,11 @@ import pytest
 import yaml
 
 import embedder
-from embedder import model_card
-from embedder.data import IRDataset
-from embedder.train_config import TrainConfig
-from embedder.training_end import verdict, widget_examples
+from embedder.train import model_card
+from embedder.data.formats import IRDataset
+from embedder.train.config import TrainConfig
+from embedder.train.forgetting import verdict
+from embedder.train.model_card import widget_examples
 
 ODD_NAMES = ["/models/my #1 model", "/data/run: final", "it's \"quoted\"", "tab\there", "ünïcode/名前"]
 

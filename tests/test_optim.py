@@ -10,8 +10,9 @@ import torch
 from transformers import BertConfig, BertModel, MPNetConfig, MPNetModel, get_linear_schedule_with_warmup
 from transformers.trainer_pt_utils import get_parameter_names
 
-from embedder import optim, weights
-from embedder.encoder import Encoder, EncoderConfig
+from embedder.train import optim
+from embedder.model import weights
+from embedder.model.encoder import Encoder, EncoderConfig
 
 
 @pytest.mark.parametrize("total,warmup", [(38, 0), (150, 15), (7, 3), (1, 0)])
@@ -113,7 +114,7 @@ def test_a_fine_tune_does_not_import_torch_dynamo(tiny_bert_folder, tmp_path, bu
     start-up on 2 cores; checked in a fresh process."""
     import subprocess
     import sys
-    code = ("import sys, embedder, embedder.attention as attention\n"
+    code = ("import sys, embedder, embedder.model.attention as attention\n"
             f"attention.KEPT_PROBABILITIES_BYTES = {budget}\n"
             "recomputations, forward = [], attention._Recomputed.forward\n"
             "attention._Recomputed.forward = staticmethod(lambda *a: recomputations.append(1) or forward(*a))\n"

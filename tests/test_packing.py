@@ -2,7 +2,7 @@
 
 import torch
 
-from embedder.packing import length_groups, pack
+from embedder.model.packing import length_groups, pack
 
 
 def test_length_groups_by_hand():
@@ -42,7 +42,7 @@ def test_one_forward_for_all_columns_equals_one_per_column(tiny_bert_folder, mpn
     """The CPU training step embeds anchors, positives and negatives in one packed forward: the embeddings and
     the gradients equal one forward per column (fp32, no dropout), prompts excluded from pooling included."""
     import embedder
-    from embedder.batch_loss import ColumnEncoder
+    from embedder.model.embedder import ColumnEncoder
     texts = [["q: short", "q: a somewhat longer question about things?"],
              ["a passage " * 30, "another passage, shorter"], ["a hard negative " * 12, "x"]]
     for folder in (tiny_bert_folder, mpnet_folder):

@@ -5,8 +5,8 @@ import pytest
 import torch
 from sentence_transformers.models import Pooling as STPooling
 
-from embedder.normalize import Normalize
-from embedder.pooling import POOLING_MODES, Pooling
+from embedder.model.normalize import Normalize
+from embedder.model.pooling import POOLING_MODES, Pooling
 
 
 def _features(B=5, L=11, D=16):

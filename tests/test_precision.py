@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from embedder import precision
+from embedder.model import precision
 from embedder.errors import UserError
 
 CPU = torch.device("cpu")

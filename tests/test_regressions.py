@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from conftest import REPO
-from embedder import regressions
+from embedder.eval import regressions
 
 
 def test_compare_by_hand():

@@ -9,7 +9,7 @@ import pytest
 from sentence_transformers import SentenceTransformer
 
 import embedder
-from embedder import st_format
+from embedder.model import st_format
 
 TEXTS = ["What rights do people have?", "", "Ünïcödé text", "word " * 500, "Automated systems and privacy."]
 

@@ -154,7 +154,8 @@ def test_killed_run_resumes_to_the_same_weights(ir_data_dir, tmp_path):
 
 
 def test_epochs_steps_and_log_in_process(tiny_bert_folder, tmp_path):
-    from embedder.recipe import TrainConfig, train
+    from embedder.train.config import TrainConfig
+    from embedder.train.run import train
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({"anchor": f"question {i}", "positive": f"passage about {i}"}) + "\n"
                              for i in range(20)))

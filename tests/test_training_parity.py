@@ -16,7 +16,7 @@ import pytest
 from safetensors.torch import load_file
 
 import embedder
-from embedder import batching
+from embedder.data import batching
 
 LR, STEPS, BATCH = 5e-5, 4, 16
 KEY_BIASES = (".attention.self.key.bias", ".attention.attn.k.bias")  # BERT's, MPNet's

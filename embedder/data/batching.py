@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data import PairDataset
+from .formats import PairDataset
 
 SAMPLERS = ("random", "no_duplicates")
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .data import (IRDataset, PairDataset, check_text, ir_from_object, ir_to_pairs, load_ir, load_training_file,
-                   rows_from_records)
-from .errors import UserError
+from ..errors import UserError
+from .formats import (IRDataset, PairDataset, check_text, ir_from_object, ir_to_pairs, load_ir, load_training_file,
+                      rows_from_records)
+from .stdlib import SPLIT_SIZES, stdlib_dataset
 
 DEFAULT_DATA = "stdlib"
 
@@ -44,7 +45,6 @@ def set_name(spec) -> str:
 
 
 def _default_set(spec: str, default_split: str) -> IRDataset:
-    from .stdlib_data import SPLIT_SIZES, stdlib_dataset
     split = spec.partition(":")[2] or default_split
     if split not in SPLIT_SIZES:
         raise UserError(f"unknown split {split!r} of the default data; use one of {', '.join(SPLIT_SIZES)}")
@@ -123,5 +123,21 @@ def from_memory(value, flag: str, kind: str):
     return tuple(specs)
 
 
+def overlap_warnings(train_pairs, eval_sets) -> list[str]:
+    """Eval questions that are also training anchors, and eval passages that are also training positives (the
+    same text): either inflates the eval metrics. One line per eval set that overlaps."""
+    anchors = {row[0] for pairs in train_pairs for row in pairs.rows}
+    positives = {row[1] for pairs in train_pairs for row in pairs.rows}
+    lines = []
+    for name, ir in eval_sets:
+        questions = sum(text in anchors for text in ir.queries.values())
+        passages = sum(text in positives for text in ir.corpus.values())
+        if questions or passages:
+            lines.append(f"WARNING: {ir.source or name}: {questions} of {len(ir.queries)} eval questions are training "
+                         f"anchors and {passages} of {len(ir.corpus)} eval passages are training positives; the "
+                         "metrics are inflated: evaluate on held-out questions")
+    return lines
+
+
 __all__ = ["DEFAULT_DATA", "from_memory", "is_default_spec", "is_file_spec", "label", "load_eval_set", "load_train",
-           "pairs_from_memory", "set_name"]
+           "overlap_warnings", "pairs_from_memory", "set_name"]

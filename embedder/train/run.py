@@ -6,27 +6,44 @@
     result.model.encode(["a question"]); result.metrics["cosine_map@100"]
 
 Order: every cheap check first, reported together (the model name, the output location, every data set); then
-the model and the resolved plan (embedder/plan.py: every derived setting, checked once); the evaluators; the
-Trainer (embedder/trainer.py), which plans the batches; free disk space; resume; the base evaluation; training;
-the end-of-training checkpoint; the final evaluation, the model card and the model folder (training_end.py). SIGINT and SIGTERM stop
-it as embedder/stop_signals.py describes, and nothing trained is thrown away (see `_train`). User mistakes are
+the model and the resolved plan (config.py: every derived setting, checked once); the evaluators; the Trainer
+(trainer.py), which plans the batches; free disk space; resume; the base evaluation; training; the
+end-of-training checkpoint; then `finish`: the final evaluation, the merge search (forgetting.py), the model card
+(model_card.py) and the model folder. SIGINT and SIGTERM stop it as stop_signals.py describes, and nothing trained is thrown away (see `_train`). User mistakes are
 UserError (one line each); a stopped run is TrainingStopped.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import data_specs, output_paths
-from .errors import UserError, collect_errors
-from .plan import DEFAULT_SELECT, default_dims
-from .progress import Progress
+import torch
+
+from .. import files
+from ..data import batching
+from ..data import specs as data_specs
+from ..data.specs import overlap_warnings
+from ..errors import UserError, collect_errors
+from ..eval import regressions
+from ..eval.ir import InformationRetrievalEvaluator, format_table
+from ..eval.regressions import mean_offdiagonal_cosine
+from ..model.embedder import load
+from ..model.locate import check_name
+from . import checkpoints, distributed, model_card
+from .checkpoints import RunStore, needed_disk_space
+from .config import DEFAULT_SELECT, Plan, TrainConfig, default_dims, resolve
+from .console import Progress, startup_report
+from .forgetting import forgetting_check, merge_with_base, table as merge_table, verdict
+from .model_card import card_facts
 from .stop_signals import Interrupted, StopSignals
-from .train_config import TrainConfig
-from .trainer import TrainingStopped
-from .training_end import TrainingResult, finish
+from .tracking import BestModelTracker
+from .trainer import Trainer, TrainingStopped
 
 
 def echo_lines(*args, err: bool = False, **kwargs) -> None:
@@ -69,8 +86,8 @@ def check_output(config: TrainConfig) -> None:
     out = Path(config.output)
     if os.environ.get("RANK", "0") in ("0", ""):  # under torchrun one process probes (probes of two would collide)
         inputs = run_inputs(config)
-        output_paths.check_output(out, "--output", inputs, siblings=("{name}.checkpoints",))
-        output_paths.check_output(config.checkpoint_dir, "--output", inputs)
+        files.check_output(out, "--output", inputs, siblings=("{name}.checkpoints",))
+        files.check_output(config.checkpoint_dir, "--output", inputs)
     if out.is_dir() and any(out.iterdir()):
         is_model = (out / "modules.json").is_file() or (out / "config.json").is_file()
         if not config.overwrite and not config.resume:
@@ -79,7 +96,6 @@ def check_output(config: TrainConfig) -> None:
         if config.overwrite and not is_model:  # --overwrite replaces a model, never a folder of other files
             raise UserError(f"--output {out} holds files but no model (no modules.json or config.json); --overwrite "
                             "only replaces a model folder: choose another --output")
-    from . import checkpoints
     found = checkpoints.list_checkpoints(config.checkpoint_dir)
     if config.resume and not found:
         raise UserError(f"--resume: no checkpoint in {config.checkpoint_dir}; start without --resume")
@@ -97,8 +113,6 @@ def train(config: TrainConfig, echo=echo_lines, step_hook=None) -> TrainingResul
 
 
 def _load_and_train(config: TrainConfig, echo, step_hook, stop) -> TrainingResult:
-    from . import distributed
-    from .bases import check_name
     # every input is checked before the first mistake is reported: one line for each
     _, _, *loaded = collect_errors(
         lambda: check_name(config.base), lambda: check_output(config),
@@ -129,14 +143,9 @@ def _quiet(*args, **kwargs):
 
 def _prepare(config, train_pairs, eval_sets, context, device):
     """The model, set up as the plan says, and the plan; every check that needs the model happens here."""
-    import torch
-
-    from . import plan as plans
-    from .pipeline import load
-
     torch.manual_seed(config.seed + context.rank)  # dropout masks differ between processes
     model = load(config.base, device=device)
-    plan = plans.resolve(config, model, train_pairs, eval_sets, context)
+    plan = resolve(config, model, train_pairs, eval_sets, context)
     model.tokenizer.max_seq_length = plan.max_seq_length
     if plan.query_prompt or plan.passage_prompt:
         model.prompts = {"query": plan.query_prompt, "document": plan.passage_prompt}
@@ -148,13 +157,6 @@ def _train(config, train_pairs, eval_sets, general_sets, context, device, echo, 
     signal saves a checkpoint at the next step boundary. Once training is done its result is written to a
     checkpoint first, so a later interrupt or failed write (the final evaluation, the model folder) keeps it and
     says where."""
-    from . import batching
-    from .evaluation import InformationRetrievalEvaluator
-    from .report import overlap_warnings, startup_report
-    from .run_store import RunStore
-    from .tracking import BestModelTracker
-    from .trainer import Trainer
-
     try:
         model, plan = _prepare(config, train_pairs, eval_sets, context, device)
         evaluators = [InformationRetrievalEvaluator(
@@ -174,8 +176,8 @@ def _train(config, train_pairs, eval_sets, general_sets, context, device, echo, 
                                    general_keys=[f"{name}_{DEFAULT_SELECT}" for name, _ in general_sets])
         trainer = Trainer(model, config, plan, train_sets, tracker, store, echo, context)
         if context.is_main:
-            needed = output_paths.needed_disk_space(model, config, trainer.total_steps)
-            output_paths.check_free_space(config.output, needed, "--output")
+            needed = needed_disk_space(model, config, trainer.total_steps)
+            files.check_free_space(config.output, needed, "--output")
         resumed = config.resume and trainer.resume()
         for line in startup_report(model, config, plan, train_sets, trainer):
             echo(line)
@@ -214,6 +216,87 @@ def _train(config, train_pairs, eval_sets, general_sets, context, device, echo, 
             f"writing the model failed ({err.strerror or err})"
         raise TrainingStopped(f"training finished but {reason}; the trained model is safe in checkpoint {saved}: "
                               f"run the same command with --resume to evaluate and write it to {config.output}") from None
+
+
+@dataclass
+class TrainingResult:
+    """What a run returns: the trained model (the best by the selection metric unless --keep-last), the metrics of
+    the base and of the trained model on the eval sets, the plan it ran, and where it was saved."""
+    model: object
+    metrics: dict = field(default_factory=dict)
+    base_metrics: dict = field(default_factory=dict)
+    plan: Plan | None = None
+    output: str = ""
+
+
+def finish(config, plan, model, trainer, train_pairs, eval_sets, base_metrics, context, echo) -> TrainingResult:
+    """After training: the chosen weights, checked finite; the final evaluation; the model folder and its card."""
+    chosen_step = trainer.finish_weights()
+    if not trainer.state.finite_steps:
+        raise TrainingStopped("no training step had a finite loss (the loss was NaN/inf throughout); no model was "
+                              "written: check the base model's weights, lower --lr or use --precision fp32")
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise TrainingStopped("the trained weights hold NaN/inf values; no model was written: lower --lr or use "
+                              "--precision fp32")
+    final_metrics = trainer.evaluate() if trainer.tracker.evaluators else {}
+    started = time.perf_counter()
+    merged = merge_with_base(config, plan, model, trainer, final_metrics, base_metrics, context, echo)
+    trainer.state.eval_seconds += time.perf_counter() - started
+    if merged:
+        final_metrics = merged[1][merged[0]]
+    model.eval()
+    if not context.is_main:
+        distributed.barrier(context)
+        return TrainingResult(model, plan=plan, output=config.output)
+
+    select_metric = plan.select_metric
+    general_keys = [k for k in trainer.tracker.general_keys if k in base_metrics and k in final_metrics]
+    judgement = verdict(base_metrics, final_metrics, select_metric, general_keys, config.max_general_drop) \
+        if select_metric in base_metrics and select_metric in final_metrics else ""
+    facts = card_facts(config, plan, model, trainer, train_pairs, eval_sets, base_metrics, final_metrics)
+    facts.verdict = judgement
+    if merged:
+        keys = [k for k in (plan.select_metric, *trainer.tracker.general_keys) if k]
+        facts.merge_table = merge_table(merged[1], merged[0], keys)
+    card = model_card.render(model, facts)
+    log_path = trainer.store.log_path
+    extra_files = {"train_config.json": json.dumps({**config.to_json(), "plan": plan.to_json()}, indent=2) + "\n"}
+    changes, per_query = regressions.report(trainer.state.base_ranks, trainer.tracker.last_ranks,
+                                            dict(zip(plan.eval_names, (ir for _, ir in eval_sets))))
+    if per_query:
+        extra_files["per_query_changes.jsonl"] = per_query
+    if log_path.is_file():
+        extra_files["training_log.jsonl"] = log_path.read_text(encoding="utf-8")
+    model.save(config.output, model_card=card, extra_files=extra_files)
+    out = Path(config.output)
+    if not config.save_steps:  # the end-of-training checkpoint was only a safeguard; the model folder has it all
+        shutil.rmtree(config.checkpoint_dir, ignore_errors=True)
+    distributed.barrier(context)
+
+    merged_text = f", merged with the base at w = {merged[0]:.1f}" if merged and merged[0] != 1.0 else ""
+    cost = facts.cost
+    echo(f"\ntrained {trainer.state.step} steps in {cost['train_seconds']:.0f} s ({cost['pairs_per_second']:.1f} "
+         f"pairs/s in {cost['step_seconds']:.0f} s of steps, evaluation {cost['eval_seconds']:.0f} s, "
+         f"{cost['precision']} on {cost['device']}); saved the model of step {chosen_step}{merged_text} to {out}")
+    if final_metrics:
+        echo(format_table({"base": base_metrics, "fine-tuned": final_metrics}, list(final_metrics)))
+        if plan.precision != "fp32":
+            echo(f"(scored under {plan.precision} autocast; `python evaluate.py --model {out}` scores in fp32, as ST)")
+        if select_metric and final_metrics[select_metric] < base_metrics.get(select_metric, float("-inf")):
+            echo(f"\nWARNING: the fine-tuned model is WORSE than the base on {select_metric} "
+                 f"({final_metrics[select_metric]:.4f} < {base_metrics[select_metric]:.4f}); "
+                 "check the data, lower --lr or train fewer steps", err=True)
+        for line in changes:
+            echo(line)
+        forgetting_check(config, trainer.tracker.general_keys, base_metrics, final_metrics, select_metric, echo)
+        if judgement:
+            echo(f"verdict: {judgement}")
+        passages = list(eval_sets[0][1].corpus.values())
+        collapse = mean_offdiagonal_cosine(model, passages, config.eval_batch_size)
+        if collapse > 0.95:
+            echo(f"\nWARNING: the embeddings have COLLAPSED (mean cosine between different passages {collapse:.3f}); "
+                 "lower --lr or use --precision fp32", err=True)
+    return TrainingResult(model, final_metrics, base_metrics, plan, str(out))
 
 
 __all__ = ["TrainConfig", "TrainingResult", "TrainingStopped", "default_dims", "fit", "train"]

@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 ANCHOR_COLUMNS = (("anchor", "positive", "negative"), ("sentence_0", "sentence_1", "sentence_"))
 
@@ -277,8 +277,3 @@ def load_training_file(path: str | Path) -> PairDataset:
     if not pairs.rows:
         raise UserError(f"{path}: the data set is empty; it needs at least one pair")
     return pairs
-
-
-if __name__ == "__main__":  # python -m embedder.data stdlib --out DIR
-    from .stdlib_data import main
-    main()

@@ -9,10 +9,10 @@ checkpoints. At the end `finish` loads the best weights into the model, so the s
 
 from __future__ import annotations
 
+from ..eval.ir import InformationRetrievalEvaluator
+from ..eval.regressions import ranks_of
 from . import checkpoints, distributed
-from .evaluation import InformationRetrievalEvaluator
-from .regressions import ranks_of
-from .run_store import RunStore
+from .checkpoints import RunStore
 
 
 def changes(metrics: dict, base: dict, domain_key: str, general_keys: list[str]) -> str:

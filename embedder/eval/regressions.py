@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 
+import torch
+
 VARIANT = "cosine"  # full-size embeddings, cosine: the per-query rows compared
 
 
@@ -62,4 +64,13 @@ def report(base_ranks: dict, final_ranks: dict, eval_sets: dict) -> tuple[list[s
     return lines, to_jsonl(changes)
 
 
-__all__ = ["compare", "report", "ranks_of", "summary_lines", "to_jsonl"]
+def mean_offdiagonal_cosine(model, texts: list[str], batch_size: int) -> float:
+    """Collapse check: the mean cosine between different texts (near 1 means every text looks alike)."""
+    emb = model.encode(texts[:200], batch_size=batch_size, convert_to_numpy=False).float()
+    emb = torch.nn.functional.normalize(emb, dim=1)
+    sims = emb @ emb.T
+    n = sims.shape[0]
+    return float((sims.sum() - sims.diagonal().sum()) / max(n * n - n, 1))
+
+
+__all__ = ["compare", "mean_offdiagonal_cosine", "ranks_of", "report", "summary_lines", "to_jsonl"]

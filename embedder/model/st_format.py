@@ -20,11 +20,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from .errors import UserError
+from ..errors import UserError
 from .similarity import SIMILARITY_FUNCTIONS
 
 SUPPORTED_MODULES = ("Transformer", "Pooling", "Normalize")
@@ -145,64 +144,11 @@ def read_layout(folder: Path) -> FolderLayout:
     return layout
 
 
-def write_file_atomically(path: str | Path, text: str) -> None:
-    """Write `text` to a temporary sibling, then rename it onto `path`: readers see the old file or the new one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=2)
         f.write("\n")
-
-
-def _settle_tree(folder: Path) -> None:
-    """Give every file and folder the mode a plain open/mkdir gives under the umask (mkdtemp makes 0700 and
-    safetensors 0600, which a serving process of another user could not read), and fsync them."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for root, _, files in os.walk(folder):
-        os.chmod(root, 0o777 & ~umask)
-        for name in files:
-            path = os.path.join(root, name)
-            os.chmod(path, 0o666 & ~umask)
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
-        fd = os.open(root, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def write_atomically(target: Path, fill) -> None:
-    """Call fill(staging_folder), then swap the filled folder onto `target` (replacing any old one)."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    old = None
-    try:
-        fill(staging)
-        _settle_tree(staging)
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.replace(target, old / "x")
-        os.replace(staging, target)
-    except BaseException:
-        if old is not None and not target.exists():
-            os.replace(old / "x", target)  # put the previous folder back
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def write_folder(folder: Path, *, weights: dict, hf_config: dict, tokenizer_dir: Path, tokenizer_files,

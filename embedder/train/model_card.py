@@ -12,7 +12,15 @@ import platform
 import sys
 from dataclasses import dataclass, field
 
-from .bases import PACKAGED, ST_ORG
+import tokenizers
+import torch
+import transformers
+
+from ..data import specs as data_specs
+from ..model.locate import PACKAGED, ST_ORG
+from ..version import __version__
+from .config import DEFAULT_SELECT
+from .console import device_name
 
 
 @dataclass
@@ -223,4 +231,51 @@ def _render(model, facts: CardFacts) -> str:
     return "\n".join(_front_matter(facts, base_name, losses) + [""] + body)
 
 
-__all__ = ["CardFacts", "architecture_block", "metric_groups", "render"]
+def card_facts(config, plan, model, trainer, train_pairs, eval_sets, base_metrics, final_metrics):
+    """What the card says about this run (embedder/model_card.py), the verdict and merge table aside."""
+    state, rows = trainer.state, train_pairs[0].rows[:1000]  # ST's cards: statistics of the first 1000 samples
+    column_tokens = {}
+    for index, column in enumerate(train_pairs[0].columns):  # the texts as given (no prompt), truncated as trained
+        lengths = [len(ids) for ids in model.tokenizer.encode_unpadded([row[index] for row in rows])]
+        column_tokens[column] = (min(lengths), sum(lengths) / len(lengths), max(lengths))
+    eval_labels = [data_specs.label(spec) for spec in config.eval]
+    general_names = [key[:-len(DEFAULT_SELECT) - 1] for key in trainer.tracker.general_keys]
+    metric_sets = {data_specs.set_name(spec): f"{name}_" if name else "" for spec, name in zip(config.eval,
+                                                                                                plan.eval_names)}
+    metric_sets.update({name: f"{name}_" for name in general_names})
+    return CardFacts(
+        base_name=config.base,
+        settings={**config.to_json(), "matryoshka_dims": plan.dims, "matryoshka_weights": plan.weights,
+                  "precision": f"{plan.precision} ({plan.precision_reason})"},
+        non_default=config.non_defaults(),
+        dataset_sizes={p.source: len(p.rows) for p in train_pairs}, columns=train_pairs[0].columns,
+        column_tokens=column_tokens, samples=[tuple(row) for row in train_pairs[0].rows[:3]],
+        loss_info={"loss": "MultipleNegativesRankingLoss", "scale": config.scale,
+                   **({"matryoshka_dims": list(plan.dims), "matryoshka_weights": list(plan.weights),
+                       "n_dims_per_step": -1} if plan.dims else {})},
+        base_metrics=base_metrics, final_metrics=final_metrics, log_rows=trainer.store.log_rows,
+        select_metric=plan.select_metric,
+        eval_sets={label: (len(ir.queries), len(ir.corpus)) for label, (_, ir) in zip(eval_labels, eval_sets)},
+        metric_sets=metric_sets, widget=widget_examples(eval_sets[0][1]) if eval_sets else [],
+        cost={"device": device_name(trainer.device), "precision": f"{plan.precision} ({plan.precision_reason})",
+              "train_seconds": state.step_seconds + state.eval_seconds, "step_seconds": state.step_seconds,
+              "eval_seconds": state.eval_seconds, "pairs": state.pairs, "steps": state.step,
+              "pairs_per_second": state.pairs / state.step_seconds if state.step_seconds else 0.0},
+        versions={"embedder": __version__, "Transformers": transformers.__version__, "PyTorch": torch.__version__,
+                  "Tokenizers": tokenizers.__version__})
+
+
+def widget_examples(ir, count: int = 5, others: int = 2) -> list[dict]:
+    """The card's widget: the first eval queries, each with its first relevant passage and the first `others`
+    passages that are not relevant to it (as the seeds show a query beside an answer and two distractors)."""
+    examples = []
+    for qid, query in list(ir.queries.items())[:count]:
+        relevant = sorted(ir.relevant.get(qid, ()))
+        if not relevant or relevant[0] not in ir.corpus:
+            continue
+        distractors = [text for cid, text in ir.corpus.items() if cid not in ir.relevant[qid]][:others]
+        examples.append({"source_sentence": query, "sentences": [ir.corpus[relevant[0]], *distractors]})
+    return examples
+
+
+__all__ = ["architecture_block", "card_facts", "CardFacts", "metric_groups", "render", "widget_examples"]

@@ -17,11 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from . import bases, st_format, weights
+from ..errors import UserError
+from ..files import write_atomically
+from ..version import __version__
+from . import locate, st_format, weights
 from .encoder import Encoder, EncoderConfig
-from .errors import UserError
 from .normalize import Normalize
 from .pooling import Pooling
 from .precision import autocast as precision_autocast
@@ -92,7 +95,7 @@ class Embedder(nn.Module):
     @classmethod
     def load(cls, name_or_path: str, device: str | torch.device | None = None) -> Embedder:
         device = resolve_device(device)
-        folder = bases.resolve(str(name_or_path))
+        folder = locate.resolve(str(name_or_path))
         layout = st_format.read_layout(folder)
         config_file = layout.transformer_dir / "config.json"
         if not config_file.is_file():
@@ -261,7 +264,6 @@ class Embedder(nn.Module):
         written beside the model (a training log, the run's settings)."""
         import transformers
 
-        from . import __version__
         state = self.export_state_dict()
         versions = {"embedder": __version__, "transformers": transformers.__version__, "pytorch": torch.__version__}
 
@@ -276,7 +278,7 @@ class Embedder(nn.Module):
             for name, text in (extra_files or {}).items():
                 (folder / name).write_text(text, encoding="utf-8")
 
-        st_format.write_atomically(Path(path), fill)
+        write_atomically(Path(path), fill)
 
 
 def load(name_or_path: str, device: str | torch.device | None = None) -> Embedder:
@@ -284,4 +286,37 @@ def load(name_or_path: str, device: str | torch.device | None = None) -> Embedde
     return Embedder.load(name_or_path, device)
 
 
-__all__ = ["Embedder", "load"]
+class ColumnEncoder(torch.nn.Module):
+    """Embeds every column of a batch in one call (one DDP forward per step). On the CPU, with the hand-written
+    encoder, the columns also go through the transformer as one batch: padded to the longest, run packed with
+    attention per length group (embedder/packing.py, so the short queries are not padded to the passages'
+    length), then pooled each with its own mask and prompt length — the numbers of one forward per column, in
+    larger matrix products."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, columns: list[dict]) -> list[torch.Tensor]:
+        model = self.model
+        if len(columns) == 1 or not isinstance(model.backbone, Encoder) or model.device.type != "cpu" or \
+                len({"token_type_ids" in c for c in columns}) > 1:
+            return [model(features) for features in columns]
+        longest = max(c["input_ids"].shape[1] for c in columns)
+
+        def padded(key, value):
+            return torch.cat([F.pad(c[key], (0, longest - c[key].shape[1]), value=value) for c in columns])
+
+        tokens = model.backbone(padded("input_ids", model.tokenizer.pad_token_id), padded("attention_mask", 0),
+                                padded("token_type_ids", 0) if "token_type_ids" in columns[0] else None)
+        embeddings, start = [], 0
+        for features in columns:
+            rows, length = features["input_ids"].shape
+            pooled = model.pooling(tokens[start:start + rows, :length], features["attention_mask"],
+                                   features.get("prompt_length"))
+            embeddings.append(model.normalize(pooled) if model.normalize is not None else pooled)
+            start += rows
+        return embeddings
+
+
+__all__ = ["ColumnEncoder", "Embedder", "load"]

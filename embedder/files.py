@@ -112,13 +112,57 @@ def check_free_space(path: str | Path, needed: int, flag: str) -> None:
                         f"{needed / 2**20:,.0f} MiB (model, checkpoints); free some space or choose another place")
 
 
-def needed_disk_space(model, config, total_steps: int) -> int:
-    """Bytes this run may hold on disk at once: checkpoints (weights + AdamW's two moments = 3 x the weights; the
-    newest k plus one being written), the best weights, and the final model beside any old one, plus 5 %."""
-    weight_bytes = sum(t.numel() * 4 for t in model.state_dict().values())
-    saves = (total_steps // config.save_steps if config.save_steps else 0) + 1  # + the end-of-training checkpoint
-    held = min(saves, (config.save_total_limit or saves) + 1)
-    return int(weight_bytes * (3 * held + 1 + 1) * 1.05) + (16 << 20)
+def write_file_atomically(path: str | Path, text: str) -> None:
+    """Write `text` to a temporary sibling, then rename it onto `path`: readers see the old file or the new one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-__all__ = ["check_free_space", "check_output", "needed_disk_space"]
+def _settle_tree(folder: Path) -> None:
+    """Give every file and folder the mode a plain open/mkdir gives under the umask (mkdtemp makes 0700 and
+    safetensors 0600, which a serving process of another user could not read), and fsync them."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for root, _, files in os.walk(folder):
+        os.chmod(root, 0o777 & ~umask)
+        for name in files:
+            path = os.path.join(root, name)
+            os.chmod(path, 0o666 & ~umask)
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+        fd = os.open(root, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_atomically(target: Path, fill) -> None:
+    """Call fill(staging_folder), then swap the filled folder onto `target` (replacing any old one)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    old = None
+    try:
+        fill(staging)
+        _settle_tree(staging)
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.replace(target, old / "x")
+        os.replace(staging, target)
+    except BaseException:
+        if old is not None and not target.exists():
+            os.replace(old / "x", target)  # put the previous folder back
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+__all__ = ["check_free_space", "check_output", "write_atomically", "write_file_atomically"]

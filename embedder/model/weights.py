@@ -20,7 +20,7 @@ from torch import nn
 
 from . import st_format
 from .encoder import Encoder
-from .errors import UserError
+from ..errors import UserError
 
 _INITS = ("normal_", "uniform_", "kaiming_uniform_", "ones_", "zeros_")  # what Linear/Embedding/LayerNorm call
 

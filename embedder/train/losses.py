@@ -23,6 +23,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from . import distributed
+from .collator import Batch
+
 
 def mnrl_loss(anchors: torch.Tensor, candidates: torch.Tensor, scale: float = 20.0,
               mask: torch.Tensor | None = None, offset: int = 0,
@@ -102,3 +105,33 @@ def matryoshka_loss(anchors: torch.Tensor, candidates: torch.Tensor, dims: Seque
         c = F.normalize(candidates[:, :d].float(), p=2, dim=-1)
         total = total + w * mnrl_loss(a, c, scale, mask, offset, false_negative_margin)
     return total
+
+
+def loss_function(batch: Batch, config, plan, context: distributed.Context):
+    """(loss_of, weight): loss_of(embeddings per column) is the mean loss over this process's anchors; the
+    backward runs on loss · weight, this process's share of the global batch (see distributed.py)."""
+    gather = plan.gather_across_devices
+    offset = sum(batch.sizes[:context.rank]) if gather else 0
+    n_local = batch.sizes[context.rank] if context.enabled else sum(batch.sizes)
+    weight = n_local * context.world_size / sum(batch.sizes) if gather else 1.0
+    local_rows = slice(None)
+    if context.enabled and not gather:
+        start = sum(batch.sizes[:context.rank])
+        local_rows = slice(start, start + n_local)
+
+    def loss_of(embeddings: list[torch.Tensor]) -> torch.Tensor:
+        anchors, columns = embeddings[0], embeddings[1:]  # (B, D) and (B, D) per candidate column
+        if gather:
+            columns = [distributed.gather_with_grad(c, batch.sizes) for c in columns]
+        candidates = torch.cat(columns, dim=0)  # positives first, then each negative column
+        mask = None
+        if config.mask_duplicates:
+            ids = batch.text_ids if gather else batch.text_ids[local_rows]
+            mask = duplicate_mask(ids[:, 1:].T.reshape(-1), anchors.shape[0], offset).to(anchors.device)
+        margin = config.mask_false_negatives
+        if plan.dims:
+            return matryoshka_loss(anchors, candidates, plan.dims, plan.weights, config.scale, mask, offset,
+                                          margin)
+        return mnrl_loss(anchors, candidates, config.scale, mask, offset, margin)
+
+    return loss_of, weight

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path, PurePosixPath
 
-from .errors import UserError
-from .hub import ST_ORG, cached_folder, cached_names, download, hub_offline, repo_id
+from ..errors import UserError
+from .hub import ST_ORG, NotOnHub, cached_folder, cached_names, download, hub_offline, repo_id
 
 
 
@@ -197,10 +197,13 @@ def resolve(name_or_path: str) -> Path:
     # a hub id is "name" or "org/name"; anything else that does not exist is a mistyped path
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1 or "\\" in name_or_path:
         raise UserError(f"model folder {name_or_path} does not exist; check the path")
-    for find in (cached_folder, packaged_folder, download):
-        folder = find(name_or_path)
-        if folder is not None:
-            return folder
+    try:
+        for find in (cached_folder, packaged_folder, download):
+            folder = find(name_or_path)
+            if folder is not None:
+                return folder
+    except NotOnHub as err:
+        raise UserError(unknown_model_message(name_or_path, err.online)) from None
     raise UserError(unknown_model_message(name_or_path))
 
 

@@ -3,7 +3,7 @@
 One step, in order:
   1. lr ← base_lr · lr_multiplier(step)                             (optim.py)
   2. embed each column of the batch (anchors, positives, negatives) under the plan's autocast (precision.py)
-  3. loss in float32: Σ_d w_d · MNRL(truncate_d(anchors), truncate_d(candidates))  (losses.py, batch_loss.py)
+  3. loss in float32: Σ_d w_d · MNRL(truncate_d(anchors), truncate_d(candidates))  (losses.py)
   4. a non-finite loss skips the step; `max_bad_steps` in a row stop the run (the last checkpoint stays good)
   5. scaled backward (GradScaler, active for fp16 only) → unscale → clip to max_grad_norm → AdamW step
   6. log / evaluate (tracking.py) / checkpoint (run_store.py) at their intervals
@@ -22,14 +22,17 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from . import batch_loss, batching, distributed, gradcache, optim
-from .errors import UserError
-from .plan import Plan
-from .precision import autocast
-from .run_store import RunStore
+from ..data import batching
+from ..errors import UserError
+from ..model.embedder import ColumnEncoder
+from ..model.precision import autocast
+from . import distributed, gradcache, optim
+from .checkpoints import RunStore
+from .collator import Batch, collate
+from .config import Plan, TrainConfig
+from .losses import loss_function
 from .stop_signals import StopSignals
 from .tracking import BestModelTracker
-from .train_config import TrainConfig
 
 
 class TrainingStopped(Exception):
@@ -79,7 +82,7 @@ class Trainer:
         self.prompt_lengths = [tokenizer.prompt_length(plan.query_prompt) if plan.query_prompt else None] + \
             [tokenizer.prompt_length(plan.passage_prompt) if plan.passage_prompt else None] * \
             (plan.hard_negative_columns + 1)
-        self.encoder = batch_loss.ColumnEncoder(model)
+        self.encoder = ColumnEncoder(model)
         self.ddp = None
         if context.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -178,10 +181,10 @@ class Trainer:
             torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
         return bool(finite.item())
 
-    def forward_backward(self, batch: batch_loss.Batch) -> tuple[torch.Tensor, bool]:
+    def forward_backward(self, batch: Batch) -> tuple[torch.Tensor, bool]:
         """This process's loss of the batch, with gradients accumulated (unless it is not finite somewhere). The
-        backward runs on loss · weight, this process's share under torchrun (batch_loss.loss_function)."""
-        loss_of, weight = batch_loss.loss_function(batch, self.config, self.plan, self.context)
+        backward runs on loss · weight, this process's share under torchrun (losses.loss_function)."""
+        loss_of, weight = loss_function(batch, self.config, self.plan, self.context)
         encoder = self.ddp or self.encoder
         if self.config.mini_batch_size:
             no_sync = self.ddp.no_sync if self.ddp is not None else contextlib.nullcontext
@@ -198,7 +201,7 @@ class Trainer:
         self.scaler.scale(loss * weight).backward()
         return loss.detach(), True
 
-    def step(self, batch: batch_loss.Batch) -> tuple[float, float]:
+    def step(self, batch: Batch) -> tuple[float, float]:
         config, state = self.config, self.state
         lr = config.lr * optim.lr_multiplier(state.step, self.total_steps, self.warmup)
         for group in self.optimizer.param_groups:
@@ -246,7 +249,7 @@ class Trainer:
                 while state.batch_in_epoch < len(batches) and state.step < self.total_steps:
                     set_index, rows = batches[state.batch_in_epoch]
                     started = time.perf_counter()
-                    batch = batch_loss.collate(self.train_sets[set_index], rows, pad_id, self.prompt_lengths,
+                    batch = collate(self.train_sets[set_index], rows, pad_id, self.prompt_lengths,
                                                self.device, self.context)
                     loss, lr = self.step(batch)
                     state.step_seconds += time.perf_counter() - started

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import ast
 import functools
-import json
 import random
 import re
 import sysconfig
 from pathlib import Path
 
-from .data import IRDataset
+from .formats import IRDataset
 
 SPLIT_SIZES = {"test": 100, "val": 100, "train": 600}
 _SKIP_DIRS = {"test", "tests", "idlelib", "lib2to3", "site-packages", "dist-packages", "turtledemo", "ensurepip",
@@ -91,29 +90,4 @@ def _stdlib_dataset(seed: int, sizes: tuple = tuple(SPLIT_SIZES.items())) -> dic
     return out
 
 
-def main():
-    """`python -m embedder.data stdlib --out DIR`: the embedded data set as IR JSON files."""
-    import click
-
-    @click.group()
-    def cli():
-        """Data-set utilities."""
-
-    @cli.command("stdlib")
-    @click.option("--out", required=True, type=click.Path(file_okay=False), help="folder for train/val/test.json")
-    def write_stdlib(out):
-        """Write the embedded default data set as IR JSON files."""
-        folder = Path(out)
-        existing = [name for name in SPLIT_SIZES if (folder / f"{name}.json").exists()]
-        if existing:
-            click.echo(f"error: --out {folder} already holds {existing[0]}.json; choose an empty folder", err=True)
-            raise SystemExit(2)
-        folder.mkdir(parents=True, exist_ok=True)
-        for split, ir in stdlib_dataset().items():
-            (folder / f"{split}.json").write_text(json.dumps(ir.to_json(), indent=1, ensure_ascii=False), encoding="utf-8")
-            print(f"{folder / (split + '.json')}: {len(ir.queries)} queries, {len(ir.corpus)} passages")
-
-    cli()
-
-
-__all__ = ["SPLIT_SIZES", "main", "stdlib_dataset"]
+__all__ = ["SPLIT_SIZES", "stdlib_dataset"]

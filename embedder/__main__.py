@@ -1,0 +1,5 @@
+"""`python -m embedder mine|merge|data …` (embedder/cli.py)."""
+
+from .cli import main
+
+main()
