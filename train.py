@@ -4,8 +4,9 @@
     python train.py --base all-MiniLM-L6-v2 --train train.json --eval val.json --epochs 1 --batch-size 16 \
         --matryoshka-dims none --output out/minilm-aipolicy
 
-This file is the command line only: click options (defaults: TrainConfig's) -> TrainConfig -> embedder.train.run.train, which writes an ST
-folder at --output with README.md (model card) and training_log.jsonl. User mistakes end with one line on stderr
+This file is the command line only: click options (defaults: TrainConfig's) -> TrainConfig ->
+embedder.train.run.train, which writes an ST folder at --output with README.md (model card) and
+training_log.jsonl. User mistakes end with one line on stderr
 each and exit code 2, before anything is written; a stopped run says where its work is and exits non-zero.
 """
 
@@ -32,6 +33,11 @@ def option(flag: str, field: str | None = None, **kwargs):
     default = DEFAULT[field]
     return click.option(flag, field, default=",".join(map(str, default)) if isinstance(default, tuple) else default,
                         show_default=default is not None, **kwargs)
+
+
+def repeated(values: tuple[str, ...]) -> tuple[str, ...] | None:
+    """A repeatable data flag: None when not given (TrainConfig derives the default), () for 'none'."""
+    return None if not values else () if values == ("none",) else tuple(values)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -83,13 +89,9 @@ def option(flag: str, field: str | None = None, **kwargs):
 def main(train, eval, eval_general, merge, matryoshka_dims, matryoshka_weights, no_duplicates, keep_last, **settings):
     """Fine-tune BASE on (question, passage) pairs and save a sentence-transformers folder."""
     try:
-        if eval == ("none",):
-            eval = ()
-        elif not eval:
-            eval = () if train else DEFAULT["eval"]
-        general = None if not eval_general else () if eval_general == ("none",) else tuple(eval_general)
         config = TrainConfig(
-            train=tuple(train) or DEFAULT["train"], eval=tuple(eval), eval_general=general, merge=parse_merge(merge), matryoshka_dims=parse_dims(matryoshka_dims),
+            train=tuple(train) or DEFAULT["train"], eval=repeated(eval), eval_general=repeated(eval_general),
+            merge=parse_merge(merge), matryoshka_dims=parse_dims(matryoshka_dims),
             matryoshka_weights=parse_weights(matryoshka_weights), sampler="no_duplicates" if no_duplicates else "random",
             keep_best=not keep_last, **settings)
         run(config, echo=click.echo)

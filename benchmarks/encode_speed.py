@@ -39,7 +39,7 @@ def main(models, data, batch_size, device, repeats):
     print("| model | texts | embedder texts/s | ST texts/s | ratio | max abs diff |\n|---|---|---|---|---|---|")
     for name in models:
         ours = embedder.load(name, device=device)
-        st = SentenceTransformer(str(embedder.model.locate.resolve(name)), device=device)
+        st = SentenceTransformer(str(embedder.model.locate.model_folder(name)), device=device)
         for label, texts in sets.items():
             rates, outputs = {}, {}
             for system, encode in (("embedder", ours.encode), ("st", st.encode)):

@@ -43,7 +43,7 @@ def main(base, precision, batch_size, rows, train_data, dims, shapes):
                                       batch_size=batch_size, precision=precision,
                                       matryoshka_dims=parse_dims(dims))
         result = embedder.train.run.train(config, echo=lambda *a, **k: None, step_hook=hook)
-    print(f"{base}, batch {batch_size}, precision {result.plan.precision} ({result.plan.precision_reason}), "
+    print(f"{base}, batch {batch_size}, precision {result.config.precision} ({result.config.precision_reason}), "
           f"{torch.get_num_threads()} threads; steps 2-3 of {train_data}\n")
     print(profiler.key_averages(group_by_input_shape=shapes).table(sort_by="self_cpu_time_total", row_limit=rows,
                                                                    max_name_column_width=30, max_shapes_column_width=90))

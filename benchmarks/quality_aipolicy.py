@@ -5,7 +5,7 @@
 
 Each run trains through train.train() exactly as `python train.py` does (--epochs, default 1; validation on val.json
 at each epoch end picks the best model unless --keep-last) and is scored on test.json with embedder's evaluator
-(equal to ST's, tests/test_evaluation.py). Prints a markdown table; never run as a test.
+(equal to ST's, tests/eval/test_ir.py). Prints a markdown table; never run as a test.
 """
 
 import json
@@ -46,11 +46,11 @@ VARIANTS = {"random": ("random", False, None), "no_duplicates": ("no_duplicates"
 def main(base, data, batch_size, epochs, dims, weights, variants, seeds, keep_last, precisions, merge, merge_grid,
          json_out):
     import embedder
+    from embedder.cli import parse_dims, parse_merge, parse_weights
     from embedder.data.formats import load_ir
     from embedder.eval.ir import InformationRetrievalEvaluator
-    from embedder.train.run import train
     from embedder.train.config import TrainConfig
-    from embedder.cli import parse_dims, parse_merge, parse_weights
+    from embedder.train.run import train
 
     test = load_ir(Path(data) / "test.json")
     rows = []
@@ -109,12 +109,12 @@ def score_merges(config, result, model, test_evaluator) -> dict:
     """--merge auto replayed on the trained (unmerged) model: every w scored on validation and general exactly as
     training scores them (same evaluators, the run's autocast), and on test in fp32; the w auto keeps."""
     from embedder.data import specs as data_specs
-    from embedder.train import forgetting as merge
     from embedder.eval.ir import InformationRetrievalEvaluator
     from embedder.model.embedder import load
+    from embedder.train import forgetting as merge
     from embedder.train.config import DEFAULT_SELECT
 
-    plan = result.plan
+    plan = result.config
     evaluators = [InformationRetrievalEvaluator(ir.queries, ir.corpus, ir.relevant, name=name, dims=plan.eval_dims,
                                                 batch_size=config.eval_batch_size, compute_precision=plan.precision)
                   for name, ir in zip(plan.eval_names, map(data_specs.load_eval_set, config.eval))]

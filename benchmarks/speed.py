@@ -39,7 +39,6 @@ import time
 from pathlib import Path
 
 import click
-
 from st_trainer import st_trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,7 +63,7 @@ def write_shape(name: str, out: Path) -> None:
     """config + tokenizer + ST module files of an installed base, with the shape's changes; no weights."""
     from embedder.model import locate as bases
     source, config_changes, st_changes = SHAPE_SOURCES[name]
-    folder = Path(bases.resolve(source))
+    folder = Path(bases.model_folder(source))
     if out.exists():
         shutil.rmtree(out)
     for path in folder.rglob("*"):
@@ -104,6 +103,7 @@ def load_pairs(spec: str, max_pairs: int | None) -> list[tuple[str, str]]:
 # ----- workers: one measurement each, in a fresh process; print one JSON line ---------------------------------------
 def peak_memory_mb(device: str) -> float:
     import resource
+
     import torch
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() / 2**20
@@ -189,6 +189,7 @@ def encode_worker(system, model_dir, texts, batch_size, precision, device) -> di
 def token_counts(model_dir: str, pairs, batch_size: int, steps: int) -> dict:
     """Mean tokens per step over `steps` random batches: real, ST's (each column padded), embedder's GEMM rows."""
     import numpy as np
+
     import embedder
     tokenizer = embedder.load(model_dir, device="cpu").tokenizer
     lengths = [np.array([len(ids) for ids in tokenizer.encode_unpadded([p[c] for p in pairs])]) for c in (0, 1)]
@@ -250,6 +251,7 @@ def run(models, batch_sizes, precisions, steps, warmup, repeats, dims, data, max
         shapes_dir, cpu_smoke, out):
     """Measure and print the tables."""
     import torch
+
     from embedder.train.config import default_dims
     device = "cuda" if torch.cuda.is_available() and not cpu_smoke else "cpu"
     if cpu_smoke:

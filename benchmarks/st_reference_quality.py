@@ -30,15 +30,15 @@ sys.path.insert(0, str(REPO))
 def main(base, data, batch_size, epochs, dims, seed):
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.evaluation import InformationRetrievalEvaluator
-
-    from embedder.model import locate as bases
-    from embedder.data.formats import load_ir
     from st_trainer import st_trainer
+
+    from embedder.data.formats import load_ir
     from embedder.data.specs import load_train
+    from embedder.model import locate as bases
 
     pairs = [(row[0], row[1]) for row in load_train(str(Path(data) / "train.json")).rows]
     test = load_ir(Path(data) / "test.json")
-    model = SentenceTransformer(str(bases.resolve(base)), device="cpu")
+    model = SentenceTransformer(str(bases.model_folder(base)), device="cpu")
     dim_list = [int(d) for d in dims.split(",")] if dims != "none" else []
     with tempfile.TemporaryDirectory() as tmp:
         trainer = st_trainer(model, pairs, tmp, batch_size, dim_list, epochs=epochs, seed=seed)

@@ -77,7 +77,7 @@ def main(models, repeats, also_fp32, data):
     results = {"machine": machine, "models": {}}
     for key in models:
         name, steps, batch_size, dims = MODELS[key]
-        model_dir = str(bases.resolve(name))
+        model_dir = str(bases.model_folder(name))
         systems = ["sentence-transformers fp32", "embedder auto"] + (["embedder fp32"] if also_fp32 else [])
         runs = {system: [] for system in systems}
         for _ in range(repeats):

@@ -29,39 +29,39 @@ from .train.forgetting import merge_states
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
+def parse_numbers(text: str, flag: str, kind: type = int) -> tuple:
+    """A comma list of positive numbers (`kind`: int or float); UserError naming the flag."""
+    noun = "whole numbers" if kind is int else "numbers"
+    try:
+        numbers = tuple(kind(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: give a comma list of positive {noun}, e.g. {flag} "
+                        f"{'256,128,64' if kind is int else '1,1,1,1,2'}") from None
+    if not numbers or any(not n > 0 for n in numbers):
+        raise UserError(f"{flag} {text!r}: give positive {noun} only")
+    return numbers
+
+
+def parse_dims(text: str) -> tuple[int, ...] | None | str:
+    """--matryoshka-dims: 'auto' (or empty), 'none', or a comma list."""
+    if text in ("auto", ""):
+        return "auto"
+    return None if text.lower() == "none" else parse_numbers(text, "--matryoshka-dims")
+
+
+def parse_weights(text: str | None) -> tuple[float, ...] | None:
+    """--matryoshka-weights: empty (all 1), or a comma list."""
+    return parse_numbers(text, "--matryoshka-weights", float) if text else None
+
+
 def parse_merge(text: str) -> str | float:
+    """--merge: auto, off, or a weight."""
     if text in ("auto", "off"):
         return text
     try:
         return float(text)
     except ValueError:
         raise UserError(f"--merge {text!r}: give auto, off or a weight like 0.7") from None
-
-
-def parse_dims(text: str) -> tuple[int, ...] | None | str:
-    if text in ("auto", ""):
-        return "auto"
-    if text.lower() == "none":
-        return None
-    try:
-        dims = tuple(int(p) for p in text.split(",") if p.strip())
-    except ValueError:
-        raise UserError(f"--matryoshka-dims {text!r}: give a comma list like 768,512,256,128,64, or none") from None
-    if not dims or any(d <= 0 for d in dims):
-        raise UserError(f"--matryoshka-dims {text!r}: dimensions must be positive integers")
-    return dims
-
-
-def parse_weights(text: str | None) -> tuple[float, ...] | None:
-    if not text:
-        return None
-    try:
-        weights = tuple(float(p) for p in text.split(",") if p.strip())
-    except ValueError:
-        raise UserError(f"--matryoshka-weights {text!r}: give a comma list of numbers like 1,1,1,1,2") from None
-    if not weights or any(not w > 0 for w in weights):
-        raise UserError(f"--matryoshka-weights {text!r}: weights must be positive numbers")
-    return weights
 
 
 @click.group(context_settings=CONTEXT)
@@ -148,4 +148,4 @@ def write_stdlib(out):
         print(f"{folder / (split + '.json')}: {len(ir.queries)} queries, {len(ir.corpus)} passages")
 
 
-__all__ = ["main", "parse_dims", "parse_merge", "parse_weights"]
+__all__ = ["main", "parse_dims", "parse_merge", "parse_numbers", "parse_weights"]

@@ -53,14 +53,14 @@ def aipolicy_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def minilm_folder() -> Path:
-    from embedder.model import locate as bases
-    return bases.resolve("all-MiniLM-L6-v2")
+    from embedder.model import locate
+    return locate.model_folder("all-MiniLM-L6-v2")
 
 
 @pytest.fixture(scope="session")
 def mpnet_folder() -> Path:
-    from embedder.model import locate as bases
-    return bases.resolve("all-mpnet-base-v2")
+    from embedder.model import locate
+    return locate.model_folder("all-mpnet-base-v2")
 
 
 EDGE_TEXTS = [

@@ -17,8 +17,8 @@ from collections import namedtuple
 
 
 def plant(fault: str) -> None:
-    from embedder.train import trainer
     from embedder.model import st_format
+    from embedder.train import trainer
 
     if fault == "disk-full-at-save":
         def full(folder, **kwargs):

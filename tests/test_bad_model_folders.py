@@ -7,7 +7,6 @@ import pickle
 import shutil
 
 import torch
-
 from battery import run, run_cases
 
 PAIRS = [{"anchor": f"question {i}", "positive": f"passage {i} " * (1 + i % 4)} for i in range(32)]
@@ -137,7 +136,7 @@ def test_damaged_or_foreign_checkpoints(tmp_path, tiny_bert_folder):
         args = [*base_args[:base_args.index(flag)], *base_args[base_args.index(flag) + 2:]] if flag in base_args \
             else base_args
         cases.append((name, ["train.py", "--base", str(tiny_bert_folder), *args, flag, value, "--output",
-                             str(work / name), "--resume"], f"{flag[2:].replace('-', '_')} changed since"))
+                             str(work / name), "--resume"], f"{flag} changed since"))
     shutil.copytree(tmp_path / "run.checkpoints", work / "earlier-run.checkpoints")  # a new run beside them
     cases.append(("checkpoints of an earlier run, no --resume", ["train.py", "--base", str(tiny_bert_folder), *base_args,
                                                                  "--output", str(work / "earlier-run")],

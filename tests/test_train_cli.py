@@ -14,11 +14,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from conftest import REPO
 from safetensors.torch import load_file
 from sentence_transformers import SentenceTransformer
 
 import embedder
-from conftest import REPO
 
 
 def run_train(*args, cwd=None, wait=True):
@@ -56,7 +56,8 @@ def test_train_then_load_in_st(ir_data_dir, small_ir, tmp_path):
     assert np.abs(st.encode_query(texts) - ours.encode(texts, prompt="query: ")).max() <= 1e-5
     card = (out / "README.md").read_text()
     assert "SentenceTransformer(" in card and "MatryoshkaLoss" in card and "cosine_map@100" in card
-    assert f"`{small_ir}` (40 queries" in card and f"`{ir_data_dir / 'train.json'}`" in card  # the data sets named
+    assert f"`{small_ir.name}` (40 queries" in card and "`train.json` (" in card  # the data sets, by file name
+    assert str(tmp_path) not in card and str(ir_data_dir) not in card and "`output`" not in card  # no local path
     log_table = card.split("### Training Logs")[1].split("###")[0]
     header, _, *rows = [line for line in log_table.splitlines() if line.startswith("|")]
     assert "Training Loss" in header

@@ -10,7 +10,7 @@ Formats read (every mistake is a UserError naming the file, the record and the f
 An IR set becomes training pairs as one (question, passage) row per relevant passage, questions in file order.
 
 What a --train/--eval value names (a file, the embedded default data set `stdlib[:split]` built in
-embedder/stdlib_data.py, or data in memory) is resolved in embedder/data_specs.py;
+embedder/data/stdlib.py, or data in memory) is resolved in embedder/data/specs.py;
 `python -m embedder.data stdlib --out DIR` writes the default data set as IR JSON.
 """
 

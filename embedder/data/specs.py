@@ -3,7 +3,7 @@ API's `train=`/`eval=` are resolved.
 
 A spec is
 - a path to a file in any format embedder/data.py reads;
-- `stdlib[:split]`, the embedded default data set (embedder/stdlib_data.py);
+- `stdlib[:split]`, the embedded default data set (embedder/data/stdlib.py);
 - data already in memory, given to `embedder.fit`: a PairDataset or IRDataset, a list of (anchor, positive[,
   negative…]) tuples, a list of {"anchor": …, "positive": …} records, or an IR dict with questions, corpus and
   relevant_contexts. In-memory data is checked by the same rules, with the same one-line messages, as a file.

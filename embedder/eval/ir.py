@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from ..model.similarity import cos_sim
 
 SCORE_FUNCTIONS = ("cosine", "dot")
 METRIC_ORDER = ("accuracy", "precision", "recall", "ndcg", "mrr", "map")
@@ -51,7 +52,7 @@ def prefixed_metric_names(name: str = "", dims: tuple[int | None, ...] = (None,)
 
 def score(name: str, queries: torch.Tensor, passages: torch.Tensor) -> torch.Tensor:
     if name == "cosine":
-        return F.normalize(queries, p=2, dim=1) @ F.normalize(passages, p=2, dim=1).T
+        return cos_sim(queries, passages)
     if name == "dot":
         return queries @ passages.T
     raise ValueError(f"unknown score function {name!r}; use one of {SCORE_FUNCTIONS}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-import torch
+from ..model.similarity import cos_sim
 
 VARIANT = "cosine"  # full-size embeddings, cosine: the per-query rows compared
 
@@ -67,8 +67,7 @@ def report(base_ranks: dict, final_ranks: dict, eval_sets: dict) -> tuple[list[s
 def mean_offdiagonal_cosine(model, texts: list[str], batch_size: int) -> float:
     """Collapse check: the mean cosine between different texts (near 1 means every text looks alike)."""
     emb = model.encode(texts[:200], batch_size=batch_size, convert_to_numpy=False).float()
-    emb = torch.nn.functional.normalize(emb, dim=1)
-    sims = emb @ emb.T
+    sims = cos_sim(emb, emb)
     n = sims.shape[0]
     return float((sims.sum() - sims.diagonal().sum()) / max(n * n - n, 1))
 

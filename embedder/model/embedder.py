@@ -95,9 +95,9 @@ class Embedder(nn.Module):
     @classmethod
     def load(cls, name_or_path: str, device: str | torch.device | None = None) -> Embedder:
         device = resolve_device(device)
-        folder = locate.resolve(str(name_or_path))
+        folder = locate.model_folder(str(name_or_path))
         layout = st_format.read_layout(folder)
-        config_file = layout.transformer_dir / "config.json"
+        config_file = layout.transformer_dir / st_format.HF_CONFIG_FILE
         if not config_file.is_file():
             raise UserError(f"{layout.transformer_dir} has no config.json; pass a complete model folder")
         hf_config = st_format.read_json(config_file, dict)
@@ -175,6 +175,10 @@ class Embedder(nn.Module):
         """Sentence embeddings (B, D) of tokenised features; normalised when the model has a Normalize module."""
         token_embeddings = self.backbone(features["input_ids"], features["attention_mask"],
                                          features.get("token_type_ids"))
+        return self.sentence_embedding(token_embeddings, features)
+
+    def sentence_embedding(self, token_embeddings: torch.Tensor, features: dict) -> torch.Tensor:
+        """Pooling then Normalize (when the model has it) of the backbone's token embeddings (B, L, H) -> (B, D)."""
         embeddings = self.pooling(token_embeddings, features["attention_mask"], features.get("prompt_length"))
         return self.normalize(embeddings) if self.normalize is not None else embeddings
 
@@ -211,7 +215,7 @@ class Embedder(nn.Module):
         """Embeddings of `texts` as a float32 numpy array (n, dim), or a tensor with convert_to_tensor=True (or
         convert_to_numpy=False); one string gives one vector (dim,), as in ST. `precision` is ST's output
         quantisation (only "float32" here); `compute_precision` (fp32, bf16, fp16) is the autocast the model runs
-        under (see embedder/precision.py)."""
+        under (see embedder/model/precision.py)."""
         single = isinstance(texts, str)
         if single:
             texts = [texts]
@@ -289,7 +293,7 @@ def load(name_or_path: str, device: str | torch.device | None = None) -> Embedde
 class ColumnEncoder(torch.nn.Module):
     """Embeds every column of a batch in one call (one DDP forward per step). On the CPU, with the hand-written
     encoder, the columns also go through the transformer as one batch: padded to the longest, run packed with
-    attention per length group (embedder/packing.py, so the short queries are not padded to the passages'
+    attention per length group (embedder/model/packing.py, so the short queries are not padded to the passages'
     length), then pooled each with its own mask and prompt length — the numbers of one forward per column, in
     larger matrix products."""
 
@@ -312,9 +316,7 @@ class ColumnEncoder(torch.nn.Module):
         embeddings, start = [], 0
         for features in columns:
             rows, length = features["input_ids"].shape
-            pooled = model.pooling(tokens[start:start + rows, :length], features["attention_mask"],
-                                   features.get("prompt_length"))
-            embeddings.append(model.normalize(pooled) if model.normalize is not None else pooled)
+            embeddings.append(model.sentence_embedding(tokens[start:start + rows, :length], features))
             start += rows
         return embeddings
 

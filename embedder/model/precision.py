@@ -10,7 +10,7 @@ in, through `torch.autocast` (fp16 adds a GradScaler, see trainer.py):
            (AMX-BF16 or AVX512-BF16 on x86, BF16 on Arm, as torch's cpuinfo reports it: the instructions oneDNN's
            bf16 matmuls run on), else fp32 — elsewhere bf16 is emulated and slower than fp32.
 
-`resolve` turns a request into what runs and says why, in words the start-up report prints; asking for bf16 on a
+`choose_precision` turns a request into what runs and says why, in words the start-up report prints; asking for bf16 on a
 CPU that only emulates it runs it, with a warning.
 """
 
@@ -39,7 +39,7 @@ def cpu_bf16_feature() -> str | None:
     return next((flag for flag in CPU_BF16_FLAGS if capabilities.get(flag)), None)
 
 
-def resolve(precision: str, device: torch.device) -> tuple[str, str, str]:
+def choose_precision(precision: str, device: torch.device) -> tuple[str, str, str]:
     """(the precision that runs: fp32, bf16 or fp16; the reason, one phrase; a warning or "") for a --precision on
     a device."""
     if precision not in PRECISIONS:
@@ -74,4 +74,4 @@ def autocast(device: torch.device, precision: str | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-__all__ = ["PRECISIONS", "autocast", "cpu_bf16_feature", "resolve"]
+__all__ = ["PRECISIONS", "autocast", "choose_precision", "cpu_bf16_feature"]

@@ -16,6 +16,14 @@ import torch
 SIMILARITY_FUNCTIONS = ("cosine", "dot", "euclidean", "manhattan")
 
 
+def cos_sim(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """(n, m) cosine similarities of the rows of a (n, d) and b (m, d): a_i·b_j / (max(‖a_i‖, ε) · max(‖b_j‖, ε)),
+    as sentence_transformers.util.cos_sim. The one cosine of the package: the loss, the evaluator, the collapse
+    check and `similarity` all use it."""
+    return torch.nn.functional.normalize(a, p=2, dim=-1, eps=eps) @ \
+        torch.nn.functional.normalize(b, p=2, dim=-1, eps=eps).T
+
+
 def _rows(x) -> torch.Tensor:
     x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x)
     x = x.float()
@@ -26,7 +34,7 @@ def similarity(a, b, function: str = "cosine") -> torch.Tensor:
     """The (n, m) similarity matrix of `a` and `b` by `function` (module docstring)."""
     a, b = _rows(a), _rows(b).to(_rows(a).device)
     if function == "cosine":
-        return torch.nn.functional.normalize(a, dim=1, eps=1e-8) @ torch.nn.functional.normalize(b, dim=1, eps=1e-8).T
+        return cos_sim(a, b, eps=1e-8)
     if function == "dot":
         return a @ b.T
     if function == "euclidean":
@@ -36,4 +44,4 @@ def similarity(a, b, function: str = "cosine") -> torch.Tensor:
     raise ValueError(f"unknown similarity function {function!r}; use one of {', '.join(SIMILARITY_FUNCTIONS)}")
 
 
-__all__ = ["SIMILARITY_FUNCTIONS", "similarity"]
+__all__ = ["SIMILARITY_FUNCTIONS", "cos_sim", "similarity"]

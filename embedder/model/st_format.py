@@ -1,4 +1,5 @@
-"""The sentence-transformers folder format: the only module that knows its file names.
+"""The sentence-transformers folder format: the one module that knows its file names (the tokenizer's own files
+are embedder/model/tokenizer.py's `TOKENIZER_FILES`).
 
 Read: modules.json lists the chain (Transformer at the root, 1_Pooling/, optional 2_Normalize/);
 sentence_bert_config.json holds max_seq_length and do_lower_case; config_sentence_transformers.json holds prompts
@@ -11,8 +12,8 @@ refused before transformers sees it (`refuse_custom_code`). Each failure is a Us
 
 Write: the classic layout that ST 3.x-6.x load — modules.json with the classic class names, the classic
 1_Pooling/config.json booleans, 2_Normalize/ — plus config.json, model.safetensors under Hugging Face names,
-and the tokenizer files. Everything goes into a temporary sibling folder that is fsynced and then renamed onto the
-target, so a crash leaves either the old folder or the new one, never half of one.
+and the tokenizer files, into a staging folder that embedder/files.py `write_atomically` fsyncs and renames onto
+the target, so a crash leaves either the old folder or the new one, never half of one.
 """
 
 from __future__ import annotations
@@ -27,6 +28,16 @@ from ..errors import UserError
 from .similarity import SIMILARITY_FUNCTIONS
 
 SUPPORTED_MODULES = ("Transformer", "Pooling", "Normalize")
+MODULES_FILE = "modules.json"  # the chain of modules (an ST folder)
+HF_CONFIG_FILE = "config.json"  # the transformer's config (a Hugging Face folder, and the Transformer module of ST's)
+WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_INDEX_FILE = "model.safetensors.index.json"  # sharded weights
+PICKLED_WEIGHTS_FILE = "pytorch_model.bin"  # read only when a folder has no safetensors
+
+
+def is_model_folder(folder: Path) -> bool:
+    """Whether `folder` holds a model: an ST folder (modules.json) or a Hugging Face one (config.json)."""
+    return (folder / MODULES_FILE).is_file() or (folder / HF_CONFIG_FILE).is_file()
 
 
 @dataclass
@@ -100,7 +111,7 @@ def _typed(value, kind, source: Path, key: str):
 
 def read_layout(folder: Path) -> FolderLayout:
     """The module chain of an ST folder, every file checked: paths stay inside `folder`, values have their types."""
-    modules_file = folder / "modules.json"
+    modules_file = folder / MODULES_FILE
     if not modules_file.is_file():  # plain Hugging Face folder: ST adds mean pooling
         refuse_custom_code(folder)
         check_tokenizer_paths(folder)
@@ -163,7 +174,7 @@ def write_folder(folder: Path, *, weights: dict, hf_config: dict, tokenizer_dir:
     if normalize:
         modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
         (folder / "2_Normalize").mkdir()
-    _write_json(folder / "modules.json", modules)
+    _write_json(folder / MODULES_FILE, modules)
     _write_json(folder / "1_Pooling" / "config.json", pooling_config)
     _write_json(folder / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": do_lower_case})
     _write_json(folder / "config_sentence_transformers.json", {
@@ -173,8 +184,8 @@ def write_folder(folder: Path, *, weights: dict, hf_config: dict, tokenizer_dir:
     for key in ("torch_dtype", "dtype"):
         if key in hf_config or key == "torch_dtype":
             hf_config[key] = "float32"
-    _write_json(folder / "config.json", hf_config)
-    save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    _write_json(folder / HF_CONFIG_FILE, hf_config)
+    save_file(weights, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
     for name in tokenizer_files:
         if (tokenizer_dir / name).is_file():
             shutil.copyfile(tokenizer_dir / name, folder / name)

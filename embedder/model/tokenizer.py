@@ -18,8 +18,7 @@ text averages 4-6; only runs of whitespace or characters the normaliser deletes 
 from __future__ import annotations
 
 import torch
-from tokenizers.normalizers import Lowercase
-from tokenizers.normalizers import Sequence as NormalizerSequence
+from tokenizers.normalizers import Lowercase, Sequence as NormalizerSequence
 from transformers import AutoTokenizer
 
 # Files a tokenizer may consist of; the exporter copies whichever the source folder has.

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import UserError
 from . import st_format
 from .encoder import Encoder
-from ..errors import UserError
 
 _INITS = ("normal_", "uniform_", "kaiming_uniform_", "ones_", "zeros_")  # what Linear/Embedding/LayerNorm call
 
@@ -161,7 +161,8 @@ def read_checkpoint(folder: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    single, index, pickled = folder / "model.safetensors", folder / "model.safetensors.index.json", folder / "pytorch_model.bin"
+    single, index, pickled = (folder / st_format.WEIGHTS_FILE, folder / st_format.WEIGHTS_INDEX_FILE,
+                              folder / st_format.PICKLED_WEIGHTS_FILE)
     culprit = single if single.is_file() else index if index.is_file() else pickled
     try:
         if single.is_file():

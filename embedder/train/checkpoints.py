@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import UserError
 from ..files import write_atomically
+from ..model.st_format import WEIGHTS_FILE
 from . import distributed
 
 _STEP = re.compile(r"^step-(\d+)$")
@@ -39,7 +40,7 @@ def rng_state() -> dict:
 def save_checkpoint(folder: Path, model, optimizer, state: dict, rng: dict | list[dict]) -> None:
     """rng: this process's rng_state(), or a list with one per process under torchrun."""
     def fill(staging: Path):
-        save_file(model_state(model), str(staging / "model.safetensors"))
+        save_file(model_state(model), str(staging / WEIGHTS_FILE))
         torch.save(optimizer.state_dict(), staging / "optimizer.pt")
         torch.save(rng if isinstance(rng, list) else [rng], staging / "rng.pt")
         (staging / "trainer_state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
@@ -49,7 +50,7 @@ def save_checkpoint(folder: Path, model, optimizer, state: dict, rng: dict | lis
 
 def save_weights(folder: Path, state_dict: dict[str, torch.Tensor], info: dict) -> None:
     def fill(staging: Path):
-        save_file(state_dict, str(staging / "model.safetensors"))
+        save_file(state_dict, str(staging / WEIGHTS_FILE))
         (staging / "info.json").write_text(json.dumps(info), encoding="utf-8")
 
     write_atomically(folder, fill)
@@ -57,7 +58,7 @@ def save_weights(folder: Path, state_dict: dict[str, torch.Tensor], info: dict) 
 
 def load_weights(folder: Path, model) -> dict[str, torch.Tensor]:
     """The weights saved in `folder` by save_weights, checked against `model` (UserError when they do not fit)."""
-    state = _read(folder / "model.safetensors", lambda path: load_file(str(path)))
+    state = _read(folder / WEIGHTS_FILE, lambda path: load_file(str(path)))
     _check_fits(state, model, folder)
     return state
 
@@ -98,7 +99,7 @@ def load_checkpoint(folder: Path, model, optimizer, rank: int = 0) -> dict:
     """Restore model, optimiser and RNG from `folder`; returns the trainer state. Every file is checked before
     anything is restored: a damaged one, or one from another model, is a UserError."""
     device = next(model.parameters()).device
-    weights = _read(folder / "model.safetensors", lambda path: load_file(str(path)))
+    weights = _read(folder / WEIGHTS_FILE, lambda path: load_file(str(path)))
     _check_fits(weights, model, folder)
     optimizer_state = _read(folder / "optimizer.pt",
                             lambda path: torch.load(path, map_location=device, weights_only=True))
@@ -195,7 +196,7 @@ class RunStore:
 
     def load_best(self, model) -> dict | None:
         best = self.root / "best"
-        return load_weights(best, model) if (best / "model.safetensors").is_file() else None
+        return load_weights(best, model) if (best / WEIGHTS_FILE).is_file() else None
 
     def latest(self) -> tuple[int, Path] | None:
         found = list_checkpoints(self.root)

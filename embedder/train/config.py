@@ -1,5 +1,6 @@
 """A training run's configuration: the settings as given (`TrainConfig`) and, once the model and the data are
-loaded, everything derived from them (`Plan`, made by `resolve`).
+loaded, the one resolved configuration (`RunConfig`: those settings and everything derived from them, made by
+`resolve`).
 
 `TrainConfig` holds the seeds' (ST Trainer) defaults; `validate_config` runs in `__post_init__`, so no config with
 an impossible value (a non-finite or negative number, a seed past 63 bits, an unknown precision, a metric to
@@ -15,8 +16,8 @@ select with nothing to evaluate) can exist: the first bad field is a UserError n
                    + G·n hard when gathered across processes, else (b − 1) + b·n
     max_seq_length, the training data's content hash
 
-The plan is frozen. It is printed by the start-up report, saved in every checkpoint (a resumed run must have the
-same `resume_key`) and in the model folder's train_config.json, and everything downstream reads it.
+A RunConfig is frozen. The start-up report prints it, every checkpoint keeps its `resume_key` (a resumed run must
+have the same), the model folder's train_config.json holds it, and everything downstream reads it.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ class TrainConfig:
     """Every training setting; defaults are the seeds' (ST Trainer) values unless said otherwise."""
     base: str = "all-mpnet-base-v2"
     train: tuple[str | PairDataset | IRDataset, ...] = ("stdlib:train",)  # files, the embedded data, or in memory
-    eval: tuple[str | IRDataset, ...] = ("stdlib:val",)
+    eval: tuple[str | IRDataset, ...] | None = None  # None: the embedded val split when training on the embedded
+    #                                                 data, else no evaluation
     eval_general: tuple[str | IRDataset, ...] | None = None  # forgetting check; None: see general_sets
     max_general_drop: float = 0.02  # absolute cosine_map@100 on the general sets: a larger drop is warned about
     merge: str | float = "auto"  # merge with the base after training: auto (searched), off, or a weight in (0, 1]
@@ -79,8 +81,11 @@ class TrainConfig:
     gather_across_devices: bool = True  # under torchrun: every device's positives are negatives for all
 
     def __post_init__(self):
+        """The defaults that depend on other settings, derived here once: the output folder and the eval sets."""
         if self.output is None and isinstance(self.base, str):
             object.__setattr__(self, "output", default_output(self.base))
+        if self.eval is None:
+            object.__setattr__(self, "eval", default_eval(self.train))
         validate_config(self)
 
     def to_json(self) -> dict:
@@ -96,6 +101,7 @@ class TrainConfig:
         seeds' cards list "Non-Default Hyperparameters"."""
         defaults = {f.name: list(f.default) if isinstance(f.default, tuple) else f.default for f in fields(self)}
         defaults["output"] = default_output(self.base) if isinstance(self.base, str) else None
+        defaults["eval"] = list(default_eval(self.train))
         return {k: v for k, v in self.to_json().items() if v != defaults[k]}
 
     @property
@@ -117,6 +123,13 @@ class TrainConfig:
 
 def default_output(base: str) -> str:
     return f"output/{Path(base.rstrip('/')).name}-finetuned"
+
+
+def default_eval(train) -> tuple[str, ...]:
+    """The embedded data set's val split when the training data is the embedded data set; else none (a user's
+    documents have no validation split we could know of)."""
+    is_default = isinstance(train, tuple) and bool(train) and all(is_default_spec(spec) for spec in train)
+    return ("stdlib:val",) if is_default else ()
 
 
 def _is_int(value) -> bool:
@@ -201,8 +214,10 @@ def default_dims(width: int) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
-class Plan:
-    base: str
+class RunConfig:
+    """A run's one resolved configuration: the settings as given and what they come to for this model, data and
+    torchrun context (made by `resolve`, once; frozen). Everything downstream of the start takes this alone."""
+    settings: TrainConfig  # as given (validated when made)
     precision: str  # what runs: fp32, bf16 or fp16
     precision_reason: str
     precision_warning: str  # "" unless the precision asked for is emulated on this CPU
@@ -211,28 +226,25 @@ class Plan:
     eval_dims: tuple[int | None, ...]
     eval_names: tuple[str, ...]  # the metric prefix of each eval set ("" for a single set)
     select_metric: str | None
-    batch_size: int  # per process
     world_size: int
-    global_batch: int
+    global_batch: int  # settings.batch_size (per process) x world_size
     gather_across_devices: bool
     negatives_per_query: int
     hard_negative_columns: int
     max_seq_length: int
-    query_prompt: str
-    passage_prompt: str
-    epochs: int
-    seed: int
-    sampler: str
     training_data: str  # sha256 of every training text, in order (16 hex digits)
 
     def resume_key(self) -> dict:
-        """What decides the batches and the loss: a resumed run must match all of it."""
-        return {"batch_size": self.batch_size, "epochs": self.epochs, "seed": self.seed, "sampler": self.sampler,
-                "matryoshka_dims": list(self.dims) if self.dims else None, "world_size": self.world_size,
-                "max_seq_length": self.max_seq_length, "training data": self.training_data}
+        """What decides the batches and the loss: a resumed run must match all of it. Keys are the flags."""
+        s = self.settings
+        return {"--batch-size": s.batch_size, "--epochs": s.epochs, "--seed": s.seed,
+                "--no-duplicates/--allow-duplicates": s.sampler,
+                "--matryoshka-dims": list(self.dims) if self.dims else None, "world size (torchrun)": self.world_size,
+                "--max-seq-length": self.max_seq_length, "training data": self.training_data}
 
-    def to_json(self) -> dict:
-        return asdict(self)
+    def derived_json(self) -> dict:
+        """The derived values (everything but `settings`), as JSON values."""
+        return {k: v for k, v in asdict(self).items() if k != "settings"}
 
 
 def data_digest(train_pairs) -> str:
@@ -246,9 +258,9 @@ def data_digest(train_pairs) -> str:
     return digest.hexdigest()[:16]
 
 
-def resolve(config, model, train_pairs, eval_sets, context) -> Plan:
-    """The plan of a run (see the module docstring); UserError naming the flag for a setting the model or the
-    data cannot take. eval_sets: (spec name, IRDataset) pairs."""
+def resolve(config: TrainConfig, model, train_pairs, eval_sets, context) -> RunConfig:
+    """The run's resolved configuration (see the module docstring); UserError naming the flag for a setting the
+    model or the data cannot take. eval_sets: (spec name, IRDataset) pairs."""
     width = model.embedding_dimension
     dims = default_dims(width) if config.matryoshka_dims == "auto" else config.matryoshka_dims
     try:
@@ -275,18 +287,17 @@ def resolve(config, model, train_pairs, eval_sets, context) -> Plan:
         raise UserError(f"--select-metric {select_metric!r} is not a metric of this run; valid names include "
                         f"{', '.join(metric_keys[:15])}")
 
-    precision, reason, warning = precisions.resolve(config.precision, model.device)
+    precision, reason, warning = precisions.choose_precision(config.precision, model.device)
     hard = len(train_pairs[0].columns) - 2  # every file has the same columns (checked when the data is read)
     global_batch = config.batch_size * context.world_size
     gathered = context.enabled and config.gather_across_devices
     seen = global_batch if gathered else config.batch_size  # candidates each anchor is scored against, per column
-    return Plan(
-        base=config.base, precision=precision, precision_reason=reason, precision_warning=warning, dims=dims, weights=weights,
-        eval_dims=eval_dims, eval_names=eval_names, select_metric=select_metric, batch_size=config.batch_size,
+    return RunConfig(
+        settings=config, precision=precision, precision_reason=reason, precision_warning=warning, dims=dims,
+        weights=weights, eval_dims=eval_dims, eval_names=eval_names, select_metric=select_metric,
         world_size=context.world_size, global_batch=global_batch, gather_across_devices=gathered,
         negatives_per_query=(seen - 1) + seen * hard, hard_negative_columns=hard, max_seq_length=max_seq_length,
-        query_prompt=config.query_prompt, passage_prompt=config.passage_prompt, epochs=config.epochs,
-        seed=config.seed, sampler=config.sampler, training_data=data_digest(train_pairs))
+        training_data=data_digest(train_pairs))
 
 
-__all__ = ["PRECISIONS", "Plan", "TrainConfig", "default_dims", "resolve", "validate_config"]
+__all__ = ["PRECISIONS", "RunConfig", "TrainConfig", "default_dims", "resolve", "validate_config"]

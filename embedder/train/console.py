@@ -88,40 +88,42 @@ def device_name(device) -> str:
     return f"CPU: {name}, {torch.get_num_threads()} threads"
 
 
-def startup_report(model, config, plan, train_sets, trainer) -> list[str]:
-    """What the settings really mean, in plain lines: the resolved plan (embedder/plan.py) and what it implies."""
+def startup_report(model, config, train_sets, trainer) -> list[str]:
+    """What the settings really mean, in plain lines: the resolved configuration (embedder/train/config.py) and what
+    it implies."""
+    settings = config.settings
     pairs = sum(len(ds) for ds in train_sets)
-    B = plan.batch_size
+    B = settings.batch_size
     steps_per_epoch = trainer.epoch_lengths[0]
     dup = np.mean([batching.duplicate_share(ds.text_ids, B) for ds in train_sets])
     passages = [ids for ds in train_sets for col in ds.ids[1:] for ids in col]
-    truncated = np.mean([len(ids) >= plan.max_seq_length for ids in passages]) if passages else 0.0
-    in_batch = (plan.global_batch if plan.gather_across_devices else B) - 1
+    truncated = np.mean([len(ids) >= config.max_seq_length for ids in passages]) if passages else 0.0
+    in_batch = (config.global_batch if config.gather_across_devices else B) - 1
     lines = [
-        f"base model: {plan.base} ({model.embedding_dimension} dims, max_seq_length {plan.max_seq_length}, "
-        f"precision {plan.precision} on {device_name(trainer.device)}; {plan.precision_reason})",
+        f"base model: {settings.base} ({model.embedding_dimension} dims, max_seq_length {config.max_seq_length}, "
+        f"precision {config.precision} on {device_name(trainer.device)}; {config.precision_reason})",
         f"training pairs: {pairs} in {len(train_sets)} set(s), columns {', '.join(train_sets[0].columns)}",
-        f"steps: {steps_per_epoch} per epoch x {plan.epochs} epochs = {trainer.total_steps} optimiser steps "
+        f"steps: {steps_per_epoch} per epoch x {settings.epochs} epochs = {trainer.total_steps} optimiser steps "
         f"(batch {B}, warmup {trainer.warmup})",
-        f"negatives per query: {plan.negatives_per_query} ({in_batch} in-batch"
-        + (f" + {plan.negatives_per_query - in_batch} hard)" if plan.hard_negative_columns else ")"),
-        f"random batches of {B} holding a repeated text: {dup:.1%}; sampler: {plan.sampler}"
-        + (", duplicates masked in the loss" if config.mask_duplicates else "")
-        + (f", negatives above the positive + {config.mask_false_negatives:g} masked (false negatives)"
-           if config.mask_false_negatives is not None else ""),
-        f"passages truncated at max_seq_length {plan.max_seq_length}: {truncated:.1%}",
-        f"scale {config.scale:g} = temperature {1 / config.scale:.3g}; lr {config.lr:g}, linear decay, "
-        f"max_grad_norm {config.max_grad_norm:g}",
-        "loss: " + (f"Matryoshka over dims {list(plan.dims)} of MNRL" if plan.dims else "MNRL"),
+        f"negatives per query: {config.negatives_per_query} ({in_batch} in-batch"
+        + (f" + {config.negatives_per_query - in_batch} hard)" if config.hard_negative_columns else ")"),
+        f"random batches of {B} holding a repeated text: {dup:.1%}; sampler: {settings.sampler}"
+        + (", duplicates masked in the loss" if settings.mask_duplicates else "")
+        + (f", negatives above the positive + {settings.mask_false_negatives:g} masked (false negatives)"
+           if settings.mask_false_negatives is not None else ""),
+        f"passages truncated at max_seq_length {config.max_seq_length}: {truncated:.1%}",
+        f"scale {settings.scale:g} = temperature {1 / settings.scale:.3g}; lr {settings.lr:g}, linear decay, "
+        f"max_grad_norm {settings.max_grad_norm:g}",
+        "loss: " + (f"Matryoshka over dims {list(config.dims)} of MNRL" if config.dims else "MNRL"),
     ]
-    if plan.select_metric:
-        dims = ", ".join("full" if d is None else str(d) for d in plan.eval_dims)
-        lines.append(f"best checkpoint chosen by {plan.select_metric}; evaluated at dims {dims}")
-    if plan.query_prompt or plan.passage_prompt:
-        lines.append(f"prompts: query {plan.query_prompt!r}, passage {plan.passage_prompt!r}")
-    if plan.world_size > 1:
-        lines.append(f"torchrun: {plan.world_size} processes x batch {B} = global batch {plan.global_batch}; "
-                     f"negatives gathered across devices: {plan.gather_across_devices}")
+    if config.select_metric:
+        dims = ", ".join("full" if d is None else str(d) for d in config.eval_dims)
+        lines.append(f"best checkpoint chosen by {config.select_metric}; evaluated at dims {dims}")
+    if settings.query_prompt or settings.passage_prompt:
+        lines.append(f"prompts: query {settings.query_prompt!r}, passage {settings.passage_prompt!r}")
+    if config.world_size > 1:
+        lines.append(f"torchrun: {config.world_size} processes x batch {B} = global batch {config.global_batch}; "
+                     f"negatives gathered across devices: {config.gather_across_devices}")
     return lines
 
 

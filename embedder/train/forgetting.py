@@ -89,12 +89,12 @@ def verdict(base: dict, final: dict, select_metric: str, general_keys: list[str]
     return "; ".join(parts)
 
 
-def merge_with_base(config, plan, model, trainer, final_metrics, base_metrics, context, echo):
+def merge_with_base(config, model, trainer, final_metrics, base_metrics, context, echo):
     """--merge: (the kept weight, {w: metrics}) after leaving the model merged with its base as `search`
     decides, or None when off, without evaluation, or under torchrun (python -m embedder.merge does it there)."""
-    if config.merge == "off" or not final_metrics or not plan.select_metric or context.enabled:
+    if config.settings.merge == "off" or not final_metrics or not config.select_metric or context.enabled:
         return None
-    base_state = {k: v.detach() for k, v in load(config.base, device=model.device).state_dict().items()}
+    base_state = {k: v.detach() for k, v in load(config.settings.base, device=model.device).state_dict().items()}
     ranks = {1.0: dict(trainer.tracker.last_ranks)}
 
     def evaluate(merged_model, w):
@@ -103,14 +103,14 @@ def merge_with_base(config, plan, model, trainer, final_metrics, base_metrics, c
         return metrics
 
     echo("scoring merges with the base model…")
-    chosen, scores = search(model, base_state, evaluate, final_metrics, config.merge, plan.select_metric,
-                                  trainer.tracker.general_keys, base_metrics, config.max_general_drop)
+    chosen, scores = search(model, base_state, evaluate, final_metrics, config.settings.merge, config.select_metric,
+                            trainer.tracker.general_keys, base_metrics, config.settings.max_general_drop)
     trainer.tracker.last_ranks = ranks[chosen]
-    echo(table(scores, chosen, [plan.select_metric, *trainer.tracker.general_keys]))
+    echo(table(scores, chosen, [config.select_metric, *trainer.tracker.general_keys]))
     return chosen, scores
 
 
-def forgetting_check(config, general_keys, base_metrics, final_metrics, select_metric, echo) -> None:
+def forgetting_check(max_general_drop: float, general_keys, base_metrics, final_metrics, select_metric, echo) -> None:
     """The domain gain beside the general sets' change, and a warning for a general drop past --max-general-drop."""
     general_keys = [k for k in general_keys if k in base_metrics and k in final_metrics]
     if not general_keys or select_metric not in base_metrics:
@@ -119,9 +119,9 @@ def forgetting_check(config, general_keys, base_metrics, final_metrics, select_m
          f"{changes(final_metrics, base_metrics, select_metric, general_keys)}")
     for key in general_keys:
         drop = base_metrics[key] - final_metrics[key]
-        if drop > config.max_general_drop:
+        if drop > max_general_drop:
             echo(f"WARNING: general retrieval fell by {drop:.4f} {key} ({base_metrics[key]:.4f} -> "
-                 f"{final_metrics[key]:.4f}), more than --max-general-drop {config.max_general_drop:g}: the model "
+                 f"{final_metrics[key]:.4f}), more than --max-general-drop {max_general_drop:g}: the model "
                  "may have forgotten what it knew; lower --lr or train fewer epochs", err=True)
 
 

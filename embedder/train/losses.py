@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from ..model.similarity import cos_sim
 from . import distributed
 from .collator import Batch
 
@@ -34,7 +35,7 @@ def mnrl_loss(anchors: torch.Tensor, candidates: torch.Tensor, scale: float = 20
     the candidates were gathered from several devices); mask (B, N) True = drop; false_negative_margin: see
     false_negative_mask."""
     anchors, candidates = anchors.float(), candidates.float()
-    cosine = F.normalize(anchors, p=2, dim=-1) @ F.normalize(candidates, p=2, dim=-1).T  # (B, N)
+    cosine = cos_sim(anchors, candidates)  # (B, N)
     logits = scale * cosine
     if false_negative_margin is not None:
         dropped = false_negative_mask(cosine, offset, false_negative_margin)
@@ -107,10 +108,11 @@ def matryoshka_loss(anchors: torch.Tensor, candidates: torch.Tensor, dims: Seque
     return total
 
 
-def loss_function(batch: Batch, config, plan, context: distributed.Context):
-    """(loss_of, weight): loss_of(embeddings per column) is the mean loss over this process's anchors; the
-    backward runs on loss · weight, this process's share of the global batch (see distributed.py)."""
-    gather = plan.gather_across_devices
+def loss_function(batch: Batch, config, context: distributed.Context):
+    """(loss_of, weight) for the run's RunConfig `config` (config.py): loss_of(embeddings per column) is the mean
+    loss over this process's anchors; the backward runs on loss · weight, this process's share of the global batch
+    (see distributed.py)."""
+    gather = config.gather_across_devices
     offset = sum(batch.sizes[:context.rank]) if gather else 0
     n_local = batch.sizes[context.rank] if context.enabled else sum(batch.sizes)
     weight = n_local * context.world_size / sum(batch.sizes) if gather else 1.0
@@ -125,13 +127,13 @@ def loss_function(batch: Batch, config, plan, context: distributed.Context):
             columns = [distributed.gather_with_grad(c, batch.sizes) for c in columns]
         candidates = torch.cat(columns, dim=0)  # positives first, then each negative column
         mask = None
-        if config.mask_duplicates:
+        if config.settings.mask_duplicates:
             ids = batch.text_ids if gather else batch.text_ids[local_rows]
             mask = duplicate_mask(ids[:, 1:].T.reshape(-1), anchors.shape[0], offset).to(anchors.device)
-        margin = config.mask_false_negatives
-        if plan.dims:
-            return matryoshka_loss(anchors, candidates, plan.dims, plan.weights, config.scale, mask, offset,
-                                          margin)
-        return mnrl_loss(anchors, candidates, config.scale, mask, offset, margin)
+        margin = config.settings.mask_false_negatives
+        if config.dims:
+            return matryoshka_loss(anchors, candidates, config.dims, config.weights, config.settings.scale, mask,
+                                   offset, margin)
+        return mnrl_loss(anchors, candidates, config.settings.scale, mask, offset, margin)
 
     return loss_of, weight

@@ -11,6 +11,7 @@ import json
 import platform
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import tokenizers
 import torch
@@ -25,7 +26,7 @@ from .console import device_name
 
 @dataclass
 class CardFacts:
-    """Everything a card says about one run (embedder/training_end.py gathers it)."""
+    """Everything a card says about one run (`card_facts` gathers it)."""
     base_name: str
     settings: dict  # every setting, as train_config.json holds them
     dataset_sizes: dict[str, int]
@@ -203,7 +204,9 @@ def _render(model, facts: CardFacts) -> str:
              f"print(embeddings.shape)  # [{len(example)}, {model.embedding_dimension}]",
              "similarities = model.similarity(embeddings, embeddings)",
              f"print(similarities.shape)  # [{len(example)}, {len(example)}]",
-             "```", "", "## Evaluation", "", "### Metrics", ""]
+             "```", ""]
+    if facts.eval_sets or final_metrics:
+        body += ["## Evaluation", "", "### Metrics", ""]
     if facts.eval_sets:
         body += ["* Evaluated on: " + "; ".join(f"`{name}` ({queries} queries, {passages} passages)"
                                                  for name, (queries, passages) in facts.eval_sets.items()), ""]
@@ -231,38 +234,56 @@ def _render(model, facts: CardFacts) -> str:
     return "\n".join(_front_matter(facts, base_name, losses) + [""] + body)
 
 
-def card_facts(config, plan, model, trainer, train_pairs, eval_sets, base_metrics, final_metrics):
-    """What the card says about this run (embedder/model_card.py), the verdict and merge table aside."""
+def card_facts(config, model, trainer, train_pairs, eval_sets, base_metrics, final_metrics):
+    """What the card says about this run, the verdict and merge table aside."""
     state, rows = trainer.state, train_pairs[0].rows[:1000]  # ST's cards: statistics of the first 1000 samples
     column_tokens = {}
     for index, column in enumerate(train_pairs[0].columns):  # the texts as given (no prompt), truncated as trained
         lengths = [len(ids) for ids in model.tokenizer.encode_unpadded([row[index] for row in rows])]
         column_tokens[column] = (min(lengths), sum(lengths) / len(lengths), max(lengths))
-    eval_labels = [data_specs.label(spec) for spec in config.eval]
+    eval_labels = [shown_name(data_specs.label(spec)) for spec in config.settings.eval]
     general_names = [key[:-len(DEFAULT_SELECT) - 1] for key in trainer.tracker.general_keys]
-    metric_sets = {data_specs.set_name(spec): f"{name}_" if name else "" for spec, name in zip(config.eval,
-                                                                                                plan.eval_names)}
+    metric_sets = {data_specs.set_name(spec): f"{name}_" if name else "" for spec, name in zip(config.settings.eval,
+                                                                                                config.eval_names)}
     metric_sets.update({name: f"{name}_" for name in general_names})
+    settings = {**config.settings.to_json(), "matryoshka_dims": config.dims, "matryoshka_weights": config.weights,
+                "precision": f"{config.precision} ({config.precision_reason})"}
     return CardFacts(
-        base_name=config.base,
-        settings={**config.to_json(), "matryoshka_dims": plan.dims, "matryoshka_weights": plan.weights,
-                  "precision": f"{plan.precision} ({plan.precision_reason})"},
-        non_default=config.non_defaults(),
-        dataset_sizes={p.source: len(p.rows) for p in train_pairs}, columns=train_pairs[0].columns,
+        base_name=shown_name(config.settings.base),
+        settings=public_settings(settings), non_default=public_settings(config.settings.non_defaults()),
+        dataset_sizes={shown_name(p.source): len(p.rows) for p in train_pairs}, columns=train_pairs[0].columns,
         column_tokens=column_tokens, samples=[tuple(row) for row in train_pairs[0].rows[:3]],
-        loss_info={"loss": "MultipleNegativesRankingLoss", "scale": config.scale,
-                   **({"matryoshka_dims": list(plan.dims), "matryoshka_weights": list(plan.weights),
-                       "n_dims_per_step": -1} if plan.dims else {})},
+        loss_info={"loss": "MultipleNegativesRankingLoss", "scale": config.settings.scale,
+                   **({"matryoshka_dims": list(config.dims), "matryoshka_weights": list(config.weights),
+                       "n_dims_per_step": -1} if config.dims else {})},
         base_metrics=base_metrics, final_metrics=final_metrics, log_rows=trainer.store.log_rows,
-        select_metric=plan.select_metric,
+        select_metric=config.select_metric,
         eval_sets={label: (len(ir.queries), len(ir.corpus)) for label, (_, ir) in zip(eval_labels, eval_sets)},
         metric_sets=metric_sets, widget=widget_examples(eval_sets[0][1]) if eval_sets else [],
-        cost={"device": device_name(trainer.device), "precision": f"{plan.precision} ({plan.precision_reason})",
+        cost={"device": device_name(trainer.device), "precision": f"{config.precision} ({config.precision_reason})",
               "train_seconds": state.step_seconds + state.eval_seconds, "step_seconds": state.step_seconds,
               "eval_seconds": state.eval_seconds, "pairs": state.pairs, "steps": state.step,
               "pairs_per_second": state.pairs / state.step_seconds if state.step_seconds else 0.0},
         versions={"embedder": __version__, "Transformers": transformers.__version__, "PyTorch": torch.__version__,
                   "Tokenizers": tokenizers.__version__})
+
+
+def shown_name(name: str) -> str:
+    """How the card names a data set or a base model: a local file or folder by its name alone (a card travels;
+    the machine's paths stay home), anything else (stdlib:train, a hub id, an in-memory set) as it is."""
+    path = Path(name).expanduser()
+    return path.name if path.exists() or path.is_absolute() or name.startswith((".", "~")) else name
+
+
+def public_settings(settings: dict) -> dict:
+    """The settings as a card shows them: data sets by name (`shown_name`), the output folder left out."""
+    shown = {k: v for k, v in settings.items() if k != "output"}
+    for key in ("base", "train", "eval", "eval_general"):
+        if isinstance(shown.get(key), str):
+            shown[key] = shown_name(shown[key])
+        elif isinstance(shown.get(key), list):
+            shown[key] = [shown_name(v) for v in shown[key]]
+    return shown
 
 
 def widget_examples(ir, count: int = 5, others: int = 2) -> list[dict]:

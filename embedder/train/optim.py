@@ -23,7 +23,6 @@ import re
 import torch
 from torch import nn
 
-
 # transformers' Trainer rule: no decay inside LayerNorm modules or for names matching these patterns (our names
 # keep the patterns of the Hugging Face names: relative_bias <-> relative_attention_bias, *_norm <-> LayerNorm)
 _NO_DECAY_PATTERNS = [re.compile(p) for p in (r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)")]

@@ -6,11 +6,12 @@
     result.model.encode(["a question"]); result.metrics["cosine_map@100"]
 
 Order: every cheap check first, reported together (the model name, the output location, every data set); then
-the model and the resolved plan (config.py: every derived setting, checked once); the evaluators; the Trainer
-(trainer.py), which plans the batches; free disk space; resume; the base evaluation; training; the
-end-of-training checkpoint; then `finish`: the final evaluation, the merge search (forgetting.py), the model card
-(model_card.py) and the model folder. SIGINT and SIGTERM stop it as stop_signals.py describes, and nothing trained is thrown away (see `_train`). User mistakes are
-UserError (one line each); a stopped run is TrainingStopped.
+the model and the run's one resolved configuration (config.py: every derived setting, checked once); the
+evaluators; the Trainer (trainer.py), which plans the batches; free disk space; resume; the base evaluation;
+training; the end-of-training checkpoint; then `finish`: the final evaluation, the merge search (forgetting.py),
+the model card (model_card.py) and the model folder. SIGINT and SIGTERM stop it as stop_signals.py describes, and
+nothing trained is thrown away (see `_train`). User mistakes are UserError (one line each); a stopped run is
+TrainingStopped.
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ from pathlib import Path
 import torch
 
 from .. import files
-from ..data import batching
-from ..data import specs as data_specs
+from ..data import batching, specs as data_specs
 from ..data.specs import overlap_warnings
 from ..errors import UserError, collect_errors
 from ..eval import regressions
@@ -35,9 +35,10 @@ from ..eval.ir import InformationRetrievalEvaluator, format_table
 from ..eval.regressions import mean_offdiagonal_cosine
 from ..model.embedder import load
 from ..model.locate import check_name
+from ..model.st_format import is_model_folder
 from . import checkpoints, distributed, model_card
 from .checkpoints import RunStore, needed_disk_space
-from .config import DEFAULT_SELECT, Plan, TrainConfig, default_dims, resolve
+from .config import DEFAULT_SELECT, RunConfig, TrainConfig, default_dims, resolve
 from .console import Progress, startup_report
 from .forgetting import forgetting_check, merge_with_base, table as merge_table, verdict
 from .model_card import card_facts
@@ -55,7 +56,7 @@ def fit(echo=echo_lines, **settings) -> TrainingResult:
     """Fine-tune and save, from Python. Keyword arguments are TrainConfig's fields (the command line's flags with
     underscores: base, output, epochs, batch_size, lr, matryoshka_dims, …). `train` and `eval` take a file path, a
     list of paths, or data in memory: a list of (anchor, positive[, negative…]) tuples, or an IR dict
-    {"questions", "corpus", "relevant_contexts"} (see embedder/data_specs.py); eval=None evaluates nothing.
+    {"questions", "corpus", "relevant_contexts"} (see embedder/data/specs.py); eval=None evaluates nothing.
     Mistakes raise embedder.UserError with the command line's one-line messages."""
     unknown = sorted(set(settings) - set(TrainConfig.__dataclass_fields__))
     if unknown:
@@ -65,10 +66,6 @@ def fit(echo=echo_lines, **settings) -> TrainingResult:
         settings["train"] = data_specs.from_memory(settings["train"], "train", "pairs")
     if "eval" in settings:
         settings["eval"] = data_specs.from_memory(settings["eval"], "eval", "ir")
-    elif "train" in settings:
-        settings["eval"] = ()  # the default data's val split belongs to the default training data
-    if "output" not in settings:
-        settings["output"] = f"output/{Path(str(settings.get('base', TrainConfig.base)).rstrip('/')).name}-finetuned"
     return train(TrainConfig(**settings), echo=echo)
 
 
@@ -89,7 +86,7 @@ def check_output(config: TrainConfig) -> None:
         files.check_output(out, "--output", inputs, siblings=("{name}.checkpoints",))
         files.check_output(config.checkpoint_dir, "--output", inputs)
     if out.is_dir() and any(out.iterdir()):
-        is_model = (out / "modules.json").is_file() or (out / "config.json").is_file()
+        is_model = is_model_folder(out)
         if not config.overwrite and not config.resume:
             raise UserError(f"--output {out} already holds {'a model' if is_model else 'files'}; pass --overwrite to "
                             "replace it or choose another folder")
@@ -141,47 +138,48 @@ def _quiet(*args, **kwargs):
     pass
 
 
-def _prepare(config, train_pairs, eval_sets, context, device):
-    """The model, set up as the plan says, and the plan; every check that needs the model happens here."""
-    torch.manual_seed(config.seed + context.rank)  # dropout masks differ between processes
-    model = load(config.base, device=device)
-    plan = resolve(config, model, train_pairs, eval_sets, context)
-    model.tokenizer.max_seq_length = plan.max_seq_length
-    if plan.query_prompt or plan.passage_prompt:
-        model.prompts = {"query": plan.query_prompt, "document": plan.passage_prompt}
-    return model, plan
+def _prepare(settings, train_pairs, eval_sets, context, device):
+    """The model, set up as the resolved configuration says, and that configuration (config.py `resolve`):
+    every check that needs the model happens here."""
+    torch.manual_seed(settings.seed + context.rank)  # dropout masks differ between processes
+    model = load(settings.base, device=device)
+    config = resolve(settings, model, train_pairs, eval_sets, context)
+    model.tokenizer.max_seq_length = config.max_seq_length
+    if settings.query_prompt or settings.passage_prompt:
+        model.prompts = {"query": settings.query_prompt, "document": settings.passage_prompt}
+    return model, config
 
 
-def _train(config, train_pairs, eval_sets, general_sets, context, device, echo, step_hook, stop) -> TrainingResult:
+def _train(settings, train_pairs, eval_sets, general_sets, context, device, echo, step_hook, stop) -> TrainingResult:
     """Three phases. Before the first step an interrupt leaves no model (exit 128 + signal). During training a
     signal saves a checkpoint at the next step boundary. Once training is done its result is written to a
     checkpoint first, so a later interrupt or failed write (the final evaluation, the model folder) keeps it and
     says where."""
     try:
-        model, plan = _prepare(config, train_pairs, eval_sets, context, device)
+        model, config = _prepare(settings, train_pairs, eval_sets, context, device)
         evaluators = [InformationRetrievalEvaluator(
-            ir.queries, ir.corpus, ir.relevant, name=name, dims=plan.eval_dims, batch_size=config.eval_batch_size,
-            query_prompt=plan.query_prompt or None, corpus_prompt=plan.passage_prompt or None,
-            compute_precision=plan.precision)
-            for name, (_, ir) in zip(plan.eval_names, eval_sets)]
+            ir.queries, ir.corpus, ir.relevant, name=name, dims=config.eval_dims, batch_size=settings.eval_batch_size,
+            query_prompt=settings.query_prompt or None, corpus_prompt=settings.passage_prompt or None,
+            compute_precision=config.precision)
+            for name, (_, ir) in zip(config.eval_names, eval_sets)]
         evaluators += [InformationRetrievalEvaluator(  # the forgetting check: full size only, never selects
-            ir.queries, ir.corpus, ir.relevant, name=name, batch_size=config.eval_batch_size,
-            compute_precision=plan.precision) for name, ir in general_sets]
+            ir.queries, ir.corpus, ir.relevant, name=name, batch_size=settings.eval_batch_size,
+            compute_precision=config.precision) for name, ir in general_sets]
         tokenize = model.tokenizer.encode_unpadded
-        train_sets = [batching.TokenizedPairs.build(p, tokenize, plan.query_prompt, plan.passage_prompt)
+        train_sets = [batching.TokenizedPairs.build(p, tokenize, settings.query_prompt, settings.passage_prompt)
                       for p in train_pairs]
-        store = RunStore(config.checkpoint_dir, config.save_total_limit, context)
-        tracker = BestModelTracker(evaluators, plan.select_metric, config.keep_best, store,
-                                   save_best_to_disk=bool(config.save_steps), context=context, echo=echo,
+        store = RunStore(settings.checkpoint_dir, settings.save_total_limit, context)
+        tracker = BestModelTracker(evaluators, config.select_metric, settings.keep_best, store,
+                                   save_best_to_disk=bool(settings.save_steps), context=context, echo=echo,
                                    general_keys=[f"{name}_{DEFAULT_SELECT}" for name, _ in general_sets])
-        trainer = Trainer(model, config, plan, train_sets, tracker, store, echo, context)
+        trainer = Trainer(model, config, train_sets, tracker, store, echo, context)
         if context.is_main:
-            needed = needed_disk_space(model, config, trainer.total_steps)
-            files.check_free_space(config.output, needed, "--output")
-        resumed = config.resume and trainer.resume()
-        for line in startup_report(model, config, plan, train_sets, trainer):
+            needed = needed_disk_space(model, settings, trainer.total_steps)
+            files.check_free_space(settings.output, needed, "--output")
+        resumed = settings.resume and trainer.resume()
+        for line in startup_report(model, config, train_sets, trainer):
             echo(line)
-        for warning in ([f"WARNING: {plan.precision_warning}"] if plan.precision_warning else []) + \
+        for warning in ([f"WARNING: {config.precision_warning}"] if config.precision_warning else []) + \
                 overlap_warnings(train_pairs, eval_sets):
             echo(warning, err=True)
         if not resumed:
@@ -191,13 +189,13 @@ def _train(config, train_pairs, eval_sets, general_sets, context, device, echo, 
             echo("evaluating the base model…")
             base_metrics = trainer.evaluate() if resumed else trainer.evaluate_and_track()
             trainer.state.base_metrics, trainer.state.base_ranks = base_metrics, dict(tracker.last_ranks)
-        if plan.select_metric and base_metrics:
-            echo(f"base {plan.select_metric} = {base_metrics[plan.select_metric]:.4f}")
+        if config.select_metric and base_metrics:
+            echo(f"base {config.select_metric} = {base_metrics[config.select_metric]:.4f}")
     except Interrupted as err:
         raise TrainingStopped(f"interrupted ({err.signal_name}) before the first training step; no model was written",
                               exit_code=130 if err.signal_name == "SIGINT" else 143) from None
 
-    progress = Progress(trainer.total_steps, trainer.state.step, plan.global_batch, echo, enabled=context.is_main)
+    progress = Progress(trainer.total_steps, trainer.state.step, config.global_batch, echo, enabled=context.is_main)
     try:
         try:
             trainer.run(progress, step_hook, stop)
@@ -210,27 +208,29 @@ def _train(config, train_pairs, eval_sets, general_sets, context, device, echo, 
         raise TrainingStopped(f"{reason} at step {trainer.state.step}; {store.where()}") from None
 
     try:
-        return finish(config, plan, model, trainer, train_pairs, eval_sets, base_metrics, context, echo)
+        return finish(config, model, trainer, train_pairs, eval_sets, base_metrics, context, echo)
     except (Interrupted, OSError) as err:
         reason = f"interrupted ({err.signal_name})" if isinstance(err, Interrupted) else \
             f"writing the model failed ({err.strerror or err})"
         raise TrainingStopped(f"training finished but {reason}; the trained model is safe in checkpoint {saved}: "
-                              f"run the same command with --resume to evaluate and write it to {config.output}") from None
+                              f"run the same command with --resume to evaluate and write it to {settings.output}") from None
 
 
 @dataclass
 class TrainingResult:
     """What a run returns: the trained model (the best by the selection metric unless --keep-last), the metrics of
-    the base and of the trained model on the eval sets, the plan it ran, and where it was saved."""
+    the base and of the trained model on the eval sets, the resolved configuration it ran, and where it was
+    saved."""
     model: object
     metrics: dict = field(default_factory=dict)
     base_metrics: dict = field(default_factory=dict)
-    plan: Plan | None = None
+    config: RunConfig | None = None
     output: str = ""
 
 
-def finish(config, plan, model, trainer, train_pairs, eval_sets, base_metrics, context, echo) -> TrainingResult:
+def finish(config, model, trainer, train_pairs, eval_sets, base_metrics, context, echo) -> TrainingResult:
     """After training: the chosen weights, checked finite; the final evaluation; the model folder and its card."""
+    settings = config.settings
     chosen_step = trainer.finish_weights()
     if not trainer.state.finite_steps:
         raise TrainingStopped("no training step had a finite loss (the loss was NaN/inf throughout); no model was "
@@ -240,37 +240,38 @@ def finish(config, plan, model, trainer, train_pairs, eval_sets, base_metrics, c
                               "--precision fp32")
     final_metrics = trainer.evaluate() if trainer.tracker.evaluators else {}
     started = time.perf_counter()
-    merged = merge_with_base(config, plan, model, trainer, final_metrics, base_metrics, context, echo)
+    merged = merge_with_base(config, model, trainer, final_metrics, base_metrics, context, echo)
     trainer.state.eval_seconds += time.perf_counter() - started
     if merged:
         final_metrics = merged[1][merged[0]]
     model.eval()
     if not context.is_main:
         distributed.barrier(context)
-        return TrainingResult(model, plan=plan, output=config.output)
+        return TrainingResult(model, config=config, output=settings.output)
 
-    select_metric = plan.select_metric
+    select_metric = config.select_metric
     general_keys = [k for k in trainer.tracker.general_keys if k in base_metrics and k in final_metrics]
-    judgement = verdict(base_metrics, final_metrics, select_metric, general_keys, config.max_general_drop) \
+    judgement = verdict(base_metrics, final_metrics, select_metric, general_keys, settings.max_general_drop) \
         if select_metric in base_metrics and select_metric in final_metrics else ""
-    facts = card_facts(config, plan, model, trainer, train_pairs, eval_sets, base_metrics, final_metrics)
+    facts = card_facts(config, model, trainer, train_pairs, eval_sets, base_metrics, final_metrics)
     facts.verdict = judgement
     if merged:
-        keys = [k for k in (plan.select_metric, *trainer.tracker.general_keys) if k]
+        keys = [k for k in (config.select_metric, *trainer.tracker.general_keys) if k]
         facts.merge_table = merge_table(merged[1], merged[0], keys)
     card = model_card.render(model, facts)
     log_path = trainer.store.log_path
-    extra_files = {"train_config.json": json.dumps({**config.to_json(), "plan": plan.to_json()}, indent=2) + "\n"}
+    extra_files = {"train_config.json": json.dumps({**settings.to_json(), "resolved": config.derived_json()}, indent=2)
+                   + "\n"}
     changes, per_query = regressions.report(trainer.state.base_ranks, trainer.tracker.last_ranks,
-                                            dict(zip(plan.eval_names, (ir for _, ir in eval_sets))))
+                                            dict(zip(config.eval_names, (ir for _, ir in eval_sets))))
     if per_query:
         extra_files["per_query_changes.jsonl"] = per_query
     if log_path.is_file():
         extra_files["training_log.jsonl"] = log_path.read_text(encoding="utf-8")
-    model.save(config.output, model_card=card, extra_files=extra_files)
-    out = Path(config.output)
-    if not config.save_steps:  # the end-of-training checkpoint was only a safeguard; the model folder has it all
-        shutil.rmtree(config.checkpoint_dir, ignore_errors=True)
+    model.save(settings.output, model_card=card, extra_files=extra_files)
+    out = Path(settings.output)
+    if not settings.save_steps:  # the end-of-training checkpoint was only a safeguard; the model folder has it all
+        shutil.rmtree(settings.checkpoint_dir, ignore_errors=True)
     distributed.barrier(context)
 
     merged_text = f", merged with the base at w = {merged[0]:.1f}" if merged and merged[0] != 1.0 else ""
@@ -280,23 +281,24 @@ def finish(config, plan, model, trainer, train_pairs, eval_sets, base_metrics, c
          f"{cost['precision']} on {cost['device']}); saved the model of step {chosen_step}{merged_text} to {out}")
     if final_metrics:
         echo(format_table({"base": base_metrics, "fine-tuned": final_metrics}, list(final_metrics)))
-        if plan.precision != "fp32":
-            echo(f"(scored under {plan.precision} autocast; `python evaluate.py --model {out}` scores in fp32, as ST)")
+        if config.precision != "fp32":
+            echo(f"(scored under {config.precision} autocast; `python evaluate.py --model {out}` scores in fp32, as ST)")
         if select_metric and final_metrics[select_metric] < base_metrics.get(select_metric, float("-inf")):
             echo(f"\nWARNING: the fine-tuned model is WORSE than the base on {select_metric} "
                  f"({final_metrics[select_metric]:.4f} < {base_metrics[select_metric]:.4f}); "
                  "check the data, lower --lr or train fewer steps", err=True)
         for line in changes:
             echo(line)
-        forgetting_check(config, trainer.tracker.general_keys, base_metrics, final_metrics, select_metric, echo)
+        forgetting_check(settings.max_general_drop, trainer.tracker.general_keys, base_metrics, final_metrics,
+                         select_metric, echo)
         if judgement:
             echo(f"verdict: {judgement}")
         passages = list(eval_sets[0][1].corpus.values())
-        collapse = mean_offdiagonal_cosine(model, passages, config.eval_batch_size)
+        collapse = mean_offdiagonal_cosine(model, passages, settings.eval_batch_size)
         if collapse > 0.95:
             echo(f"\nWARNING: the embeddings have COLLAPSED (mean cosine between different passages {collapse:.3f}); "
                  "lower --lr or use --precision fp32", err=True)
-    return TrainingResult(model, final_metrics, base_metrics, plan, str(out))
+    return TrainingResult(model, final_metrics, base_metrics, config, str(out))
 
 
 __all__ = ["TrainConfig", "TrainingResult", "TrainingStopped", "default_dims", "fit", "train"]

@@ -35,7 +35,7 @@ class BestModelTracker:
 
     def evaluate(self, model) -> dict[str, float]:
         """Metrics on every eval set (rank 0 only; the other processes wait); the model is left in train mode.
-        Each query's rank of its first relevant passage is kept in `last_ranks` (embedder/regressions.py)."""
+        Each query's rank of its first relevant passage is kept in `last_ranks` (embedder/eval/regressions.py)."""
         metrics = {}
         if self.context.is_main:
             for evaluator in self.evaluators:

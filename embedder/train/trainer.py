@@ -2,11 +2,11 @@
 
 One step, in order:
   1. lr ← base_lr · lr_multiplier(step)                             (optim.py)
-  2. embed each column of the batch (anchors, positives, negatives) under the plan's autocast (precision.py)
+  2. embed each column of the batch (anchors, positives, negatives) under the run's autocast (precision.py)
   3. loss in float32: Σ_d w_d · MNRL(truncate_d(anchors), truncate_d(candidates))  (losses.py)
   4. a non-finite loss skips the step; `max_bad_steps` in a row stop the run (the last checkpoint stays good)
   5. scaled backward (GradScaler, active for fp16 only) → unscale → clip to max_grad_norm → AdamW step
-  6. log / evaluate (tracking.py) / checkpoint (run_store.py) at their intervals
+  6. log / evaluate (tracking.py) / checkpoint (checkpoints.py) at their intervals
 Weights stay float32 throughout. Batches come from batching.py (seeded by seed and epoch), so a run resumed from a
 checkpoint replays the same batches, dropout masks included (the RNG state is in the checkpoint). Under torchrun
 each process embeds its slice of the global batch and the candidates are gathered (distributed.py); with
@@ -29,7 +29,7 @@ from ..model.precision import autocast
 from . import distributed, gradcache, optim
 from .checkpoints import RunStore
 from .collator import Batch, collate
-from .config import Plan, TrainConfig
+from .config import RunConfig
 from .losses import loss_function
 from .stop_signals import StopSignals
 from .tracking import BestModelTracker
@@ -58,7 +58,7 @@ class RunState:
     bad_steps: int = 0
     finite_steps: int = 0  # steps whose loss was finite (a run with none has trained nothing)
     base: str = ""  # the base model the run started from; --resume refuses another
-    plan: dict = field(default_factory=dict)  # the plan's resume_key (embedder/plan.py)
+    plan: dict = field(default_factory=dict)  # RunConfig.resume_key() (embedder/train/config.py)
     base_metrics: dict = field(default_factory=dict)  # the base model's, from the run's first start
     base_ranks: dict = field(default_factory=dict)  # and its per-query ranks (tracking.last_ranks)
     scaler: dict = field(default_factory=dict)
@@ -68,20 +68,21 @@ class RunState:
 
 
 class Trainer:
-    def __init__(self, model, config: TrainConfig, plan: Plan, train_sets: list[batching.TokenizedPairs],
+    def __init__(self, model, config: RunConfig, train_sets: list[batching.TokenizedPairs],
                  tracker: BestModelTracker, store: RunStore, echo=print,
                  context: distributed.Context = distributed.Context()):
-        self.model, self.config, self.plan, self.train_sets = model, config, plan, train_sets
+        self.model, self.config, self.train_sets = model, config, train_sets
+        self.settings = settings = config.settings  # as given; `config` also holds what was derived
         self.tracker, self.store, self.context = tracker, store, context
         self.echo = echo if context.is_main else (lambda *a, **k: None)
         self.device = model.device
-        self.autocast = autocast(self.device, plan.precision)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=plan.precision == "fp16")
-        self.optimizer = optim.make_optimizer(model, config.lr, config.weight_decay)
+        self.autocast = autocast(self.device, config.precision)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=config.precision == "fp16")
+        self.optimizer = optim.make_optimizer(model, settings.lr, settings.weight_decay)
         tokenizer = model.tokenizer
-        self.prompt_lengths = [tokenizer.prompt_length(plan.query_prompt) if plan.query_prompt else None] + \
-            [tokenizer.prompt_length(plan.passage_prompt) if plan.passage_prompt else None] * \
-            (plan.hard_negative_columns + 1)
+        self.prompt_lengths = [tokenizer.prompt_length(settings.query_prompt) if settings.query_prompt else None] + \
+            [tokenizer.prompt_length(settings.passage_prompt) if settings.passage_prompt else None] * \
+            (config.hard_negative_columns + 1)
         self.encoder = ColumnEncoder(model)
         self.ddp = None
         if context.enabled:
@@ -89,31 +90,31 @@ class Trainer:
             self.ddp = DistributedDataParallel(self.encoder, device_ids=[self.device.index] if self.device.type == "cuda"
                                                else None)
         rows = sum(len(ds) for ds in train_sets)
-        if not config.max_steps and config.epochs * rows > MAX_PLANNED_ROWS:
-            raise UserError(f"--epochs {config.epochs} over {rows} pairs is {config.epochs * rows:,} rows to plan and "
-                            "train; give --max-steps, or fewer epochs")
+        if not settings.max_steps and settings.epochs * rows > MAX_PLANNED_ROWS:
+            raise UserError(f"--epochs {settings.epochs} over {rows} pairs is {settings.epochs * rows:,} rows to plan "
+                            "and train; give --max-steps, or fewer epochs")
         # batches are planned one epoch at a time (linear in the rows, batching.py); at start each epoch is planned
         # once only to count its steps for the schedule, until --max-steps is reached (so --epochs may be large)
         self.epoch_lengths: list[int] = []
         self._planned: tuple[int, list] | None = None
-        for epoch in range(config.epochs):
+        for epoch in range(settings.epochs):
             self.epoch_lengths.append(len(self.epoch_batches(epoch)))
-            if config.max_steps and sum(self.epoch_lengths) >= config.max_steps:
+            if settings.max_steps and sum(self.epoch_lengths) >= settings.max_steps:
                 break
         self.total_steps = sum(self.epoch_lengths)
-        if config.max_steps:
-            self.total_steps = min(self.total_steps, config.max_steps)
-        self.warmup = optim.warmup_steps(self.total_steps, config.warmup_ratio, config.warmup_steps)
-        self.state = RunState(base=config.base, plan=plan.resume_key())
+        if settings.max_steps:
+            self.total_steps = min(self.total_steps, settings.max_steps)
+        self.warmup = optim.warmup_steps(self.total_steps, settings.warmup_ratio, settings.warmup_steps)
+        self.state = RunState(base=settings.base, plan=config.resume_key())
 
     def epoch_batches(self, epoch: int) -> list[tuple[int, list[int]]]:
         """(data set, rows of the global batch) for every step of `epoch`; the same for the same seed."""
         if self._planned is None or self._planned[0] != epoch:
-            self._planned = (epoch, batching.epoch_batches(self.train_sets, self.plan.global_batch, self.plan.sampler,
-                                                           self.plan.seed, epoch))
+            self._planned = (epoch, batching.epoch_batches(self.train_sets, self.config.global_batch,
+                                                           self.settings.sampler, self.settings.seed, epoch))
         return self._planned[1]
 
-    # ----- evaluation (tracking.py) and checkpoints (run_store.py) -------------------------------------------
+    # ----- evaluation (tracking.py) and checkpoints (checkpoints.py) -------------------------------------------
     def epoch_fraction(self) -> float:
         steps_in_epoch = self.epoch_lengths[self.state.epoch] if self.state.epoch < len(self.epoch_lengths) else 1
         return round(self.state.epoch + self.state.batch_in_epoch / steps_in_epoch, 4)
@@ -145,7 +146,7 @@ class Trainer:
 
     def resume(self) -> bool:
         """Continue from the newest checkpoint; UserError when it is damaged, comes from another base model, or
-        its plan differs from this run's (the setting is named)."""
+        its resume key differs from this run's (the flag is named)."""
         latest = self.store.latest()
         if latest is None:
             return False
@@ -156,10 +157,10 @@ class Trainer:
         except TypeError:
             raise UserError(f"{folder / 'trainer_state.json'} does not describe a run of this version; "
                             "start without --resume (or use --overwrite)") from None
-        if self.state.base and self.state.base != self.config.base:
+        if self.state.base and self.state.base != self.settings.base:
             raise UserError(f"--resume: {folder} continues a run from base {self.state.base!r}, not "
-                            f"{self.config.base!r}; give the same --base, or start over with --overwrite")
-        for key, now in self.plan.resume_key().items():
+                            f"{self.settings.base!r}; give the same --base, or start over with --overwrite")
+        for key, now in self.config.resume_key().items():
             before = self.state.plan.get(key, now)
             if before != now:
                 raise UserError(f"--resume: {key} changed since {folder} ({before} -> {now}); a resumed run must draw "
@@ -184,12 +185,12 @@ class Trainer:
     def forward_backward(self, batch: Batch) -> tuple[torch.Tensor, bool]:
         """This process's loss of the batch, with gradients accumulated (unless it is not finite somewhere). The
         backward runs on loss · weight, this process's share under torchrun (losses.loss_function)."""
-        loss_of, weight = loss_function(batch, self.config, self.plan, self.context)
+        loss_of, weight = loss_function(batch, self.config, self.context)
         encoder = self.ddp or self.encoder
-        if self.config.mini_batch_size:
+        if self.settings.mini_batch_size:
             no_sync = self.ddp.no_sync if self.ddp is not None else contextlib.nullcontext
             loss = gradcache.cached_forward_backward(
-                lambda features: encoder([features])[0], batch.columns, loss_of, self.config.mini_batch_size,
+                lambda features: encoder([features])[0], batch.columns, loss_of, self.settings.mini_batch_size,
                 self.autocast, scale_loss=lambda loss: self.scaler.scale(loss * weight), no_sync=no_sync,
                 all_finite=self.all_finite)
             return loss, self.all_finite(loss)
@@ -202,15 +203,15 @@ class Trainer:
         return loss.detach(), True
 
     def step(self, batch: Batch) -> tuple[float, float]:
-        config, state = self.config, self.state
-        lr = config.lr * optim.lr_multiplier(state.step, self.total_steps, self.warmup)
+        settings, state = self.settings, self.state
+        lr = settings.lr * optim.lr_multiplier(state.step, self.total_steps, self.warmup)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         loss, finite = self.forward_backward(batch)
         if not finite:
             self.optimizer.zero_grad(set_to_none=True)
             state.bad_steps += 1
-            if state.bad_steps >= config.max_bad_steps:
+            if state.bad_steps >= settings.max_bad_steps:
                 kept = self.store.latest()
                 where = f"; the last good checkpoint is {kept[1]}" if kept else ""
                 raise TrainingStopped(f"the loss was NaN/inf for {state.bad_steps} steps in a row at step {state.step}"
@@ -219,7 +220,7 @@ class Trainer:
         state.bad_steps = 0
         state.finite_steps += 1
         self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.max_grad_norm)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), settings.max_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -239,12 +240,12 @@ class Trainer:
             self.echo, self.tracker.echo = echoes
 
     def _run(self, progress, step_hook, stop: StopSignals) -> None:
-        config, state = self.config, self.state
+        settings, state = self.settings, self.state
         self.model.train()
         pad_id = self.model.tokenizer.pad_token_id
         running, count = 0.0, 0
         with stop.deferred():
-            while state.epoch < config.epochs and state.step < self.total_steps:
+            while state.epoch < settings.epochs and state.step < self.total_steps:
                 batches = self.epoch_batches(state.epoch)
                 while state.batch_in_epoch < len(batches) and state.step < self.total_steps:
                     set_index, rows = batches[state.batch_in_epoch]
@@ -262,18 +263,18 @@ class Trainer:
                         step_hook(state.step)
                     if progress is not None:
                         progress.update(state.step, loss, self.epoch_fraction())
-                    if state.step % config.logging_steps == 0 and count:
+                    if state.step % settings.logging_steps == 0 and count:
                         self.store.log({"step": state.step, "epoch": self.epoch_fraction(), "loss": running / count,
                                         "lr": lr})
                         running, count = 0.0, 0
                     at_epoch_end = state.batch_in_epoch == len(batches)
                     at_run_end = state.step == self.total_steps  # --max-steps may stop mid-epoch: score that model too
                     if self.tracker.evaluators and (at_epoch_end or at_run_end
-                                                    or (config.eval_steps and state.step % config.eval_steps == 0)):
+                                                    or (settings.eval_steps and state.step % settings.eval_steps == 0)):
                         self.evaluate_and_track()
                     if at_epoch_end:
                         state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-                    if config.save_steps and state.step % config.save_steps == 0 and not state.bad_steps:
+                    if settings.save_steps and state.step % settings.save_steps == 0 and not state.bad_steps:
                         self.save_checkpoint()  # never right after a skipped (non-finite) step
                     if distributed.broadcast_flag(bool(stop.requested), self.context):
                         folder = self.save_checkpoint()

@@ -1,11 +1,12 @@
 """Per-query changes (issue 15 item 4): counts and the worst regressions, by hand and through evaluate.py --compare
-(checked against the evaluator's own per-query rows, which tests/test_evaluation.py checks against ST)."""
+(checked against the evaluator's own per-query rows, which tests/eval/test_ir.py checks against ST)."""
 
 import json
 import subprocess
 import sys
 
 from conftest import REPO
+
 from embedder.eval import regressions
 
 

@@ -1,7 +1,7 @@
 """The attention dropout mask and the keep-or-recompute choice for attention probabilities, against hand-computed
 values: the mask's entries independent of one another; the byte budget of attention.keep_probabilities by hand; an
 encoder's training forward and gradients the same, bit for bit, whether attention probabilities are kept or
-recomputed. (The mask's share per lane and the attention formula with it: tests/test_encoder.py.)"""
+recomputed. (The mask's share per lane and the attention formula with it: tests/model/test_encoder.py.)"""
 
 import pytest
 import torch

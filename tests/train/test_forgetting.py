@@ -25,7 +25,7 @@ def test_general_metrics_are_reported_and_never_select(tiny_bert_folder, tmp_pat
     lines = []
     result = embedder.fit(base=str(tiny_bert_folder), train=PAIRS, eval=IR, output=str(tmp_path / "m"), epochs=2,
                           batch_size=8, matryoshka_dims=None, echo=lambda *a, **k: lines.append(" ".join(map(str, a))))
-    assert "general_stdlib_test_cosine_map@100" in result.metrics and result.plan.select_metric == "cosine_map@100"
+    assert "general_stdlib_test_cosine_map@100" in result.metrics and result.config.select_metric == "cosine_map@100"
     assert any(line.startswith("forgetting check (cosine_map@100 since the base model): domain ") and
                "/ general stdlib_test " in line for line in lines)
     with pytest.raises(embedder.UserError, match="--select-metric 'general_stdlib_test_cosine_map@100' is not a"):
@@ -37,12 +37,12 @@ def test_a_general_drop_past_the_limit_is_warned():
     base = {"cosine_map@100": 0.60, "general_g_cosine_map@100": 0.80}
     messages = []
     echo = lambda line, err=False: messages.append((err, line))  # noqa: E731
-    forgetting_check(TrainConfig(max_general_drop=0.02), ["general_g_cosine_map@100"], base,
+    forgetting_check(0.02, ["general_g_cosine_map@100"], base,
                      {"cosine_map@100": 0.70, "general_g_cosine_map@100": 0.79}, "cosine_map@100", echo)
     assert messages == [(False, "forgetting check (cosine_map@100 since the base model): domain +0.1000 / general g "
                                 "-0.0100")]
     messages.clear()
-    forgetting_check(TrainConfig(max_general_drop=0.02), ["general_g_cosine_map@100"], base,
+    forgetting_check(0.02, ["general_g_cosine_map@100"], base,
                      {"cosine_map@100": 0.70, "general_g_cosine_map@100": 0.75}, "cosine_map@100", echo)
     assert messages[1] == (True, "WARNING: general retrieval fell by 0.0500 general_g_cosine_map@100 (0.8000 -> "
                                  "0.7500), more than --max-general-drop 0.02: the model may have forgotten what it "

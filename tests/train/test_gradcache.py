@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import embedder
-from embedder.train import gradcache, losses
 from embedder.model.precision import autocast
+from embedder.train import gradcache, losses
 
 ANCHORS = [f"question number {i} about topic {i % 5}" for i in range(12)]
 POSITIVES = [f"a passage that answers question {i}, " + "with more words " * (i % 4) for i in range(12)]

@@ -7,9 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from safetensors.torch import load_file
-
 from conftest import REPO
+from safetensors.torch import load_file
 
 
 def _pairs(tmp_path):

@@ -14,26 +14,26 @@ import pytest
 import torch
 
 import embedder
-from embedder.model import locate as bases
 from embedder.errors import UserError
+from embedder.model import locate
 from embedder.model.weights import read_checkpoint
 
 
-@pytest.mark.parametrize("name,sha", [("all-MiniLM-L6-v2", bases.PACKAGED["all-minilm-l6-v2"].sha256),
-                                      ("all-mpnet-base-v2", bases.PACKAGED["all-mpnet-base-v2"].sha256)])
+@pytest.mark.parametrize("name,sha", [("all-MiniLM-L6-v2", locate.PACKAGED["all-minilm-l6-v2"].sha256),
+                                      ("all-mpnet-base-v2", locate.PACKAGED["all-mpnet-base-v2"].sha256)])
 def test_packaged_weights_found_offline_and_verified(name, sha):
-    folder = bases.resolve(name)
-    assert bases.sha256_of(folder / "model.safetensors") == sha
-    assert bases.resolve(f"sentence-transformers/{name}") == folder
-    assert bases.resolve(name.upper()) == folder  # hub names are case-insensitive
+    folder = locate.model_folder(name)
+    assert locate.sha256_of(folder / "model.safetensors") == sha
+    assert locate.model_folder(f"sentence-transformers/{name}") == folder
+    assert locate.model_folder(name.upper()) == folder  # hub names are case-insensitive
 
 
 def test_wrong_sha256_is_refused(monkeypatch, minilm_folder):
-    real = bases.PACKAGED["all-minilm-l6-v2"]
-    monkeypatch.setitem(bases.PACKAGED, "all-minilm-l6-v2", bases.PackagedModel(
+    real = locate.PACKAGED["all-minilm-l6-v2"]
+    monkeypatch.setitem(locate.PACKAGED, "all-minilm-l6-v2", locate.PackagedModel(
         real.name, "0" * 64, real.distributions, real.install))
     with pytest.raises(embedder.UserError, match="SHA-256") as err:
-        bases.resolve("all-MiniLM-L6-v2")
+        locate.model_folder("all-MiniLM-L6-v2")
     assert "\n" not in str(err.value) and "reinstall" in str(err.value)
 
 
@@ -69,7 +69,7 @@ def test_unzip_refuses_escaping_entries(tmp_path, evil):
     destination = tmp_path / "dest"
     destination.mkdir()
     with zipfile.ZipFile(buffer) as archive, pytest.raises(embedder.UserError, match="refusing"):
-        bases.safe_extract(archive, destination)
+        locate.safe_extract(archive, destination)
     assert not (tmp_path / "escaped.txt").exists()
 
 
@@ -79,7 +79,7 @@ def test_multipart_reader_reads_split_file_as_one(tmp_path):
     for i, start in enumerate(range(0, len(data), 3_000)):
         parts.append(tmp_path / f"p{i}")
         parts[-1].write_bytes(data[start:start + 3_000])
-    with bases.MultiPartReader(parts) as reader:
+    with locate.MultiPartReader(parts) as reader:
         assert reader.read() == data
         reader.seek(2_990)
         assert reader.read(20) == data[2_990:3_010]
@@ -129,5 +129,5 @@ def test_g_hub_failures_are_told_apart(monkeypatch, raised, expected):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
     with pytest.raises(UserError) as err:
-        bases.resolve("org/model")
+        locate.model_folder("org/model")
     assert expected in str(err.value) and "\n" not in str(err.value)

@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import torch
+from conftest import REPO
 
 import embedder
-from conftest import REPO
 from embedder.data.formats import load_training_file
 from embedder.data.mining import mine
 

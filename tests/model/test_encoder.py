@@ -1,5 +1,5 @@
 """The hand-written BERT and MPNet encoders against transformers' BertModel / MPNetModel (eager attention):
-last hidden state at non-padding positions, float32, eval mode, <= 1e-5. Run: pytest tests/test_encoder.py"""
+last hidden state at non-padding positions, float32, eval mode, <= 1e-5. Run: pytest tests/model/test_encoder.py"""
 
 import math
 
@@ -102,7 +102,7 @@ def test_mismatched_checkpoint_is_refused():
 @pytest.mark.parametrize("arch", ["bert", "mpnet"])
 def test_packed_path_equals_padded_path(arch):
     """The unpadded (packed) forward and backward equal the padded ones at real tokens (fp32, eval mode); the
-    lengths 3, 40, 17, 9 make three attention length groups (embedder/packing.py)."""
+    lengths 3, 40, 17, 9 make three attention length groups (embedder/model/packing.py)."""
     config_class = BertConfig if arch == "bert" else MPNetConfig
     reference = (BertModel if arch == "bert" else MPNetModel)(config_class(**TINY))
     ours = Encoder(EncoderConfig.from_hf(reference.config.to_dict())).eval()

@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from embedder.train import forgetting as merge
 from embedder.errors import UserError
+from embedder.train import forgetting as merge
 
 
 def test_merge_states_by_hand():

@@ -9,9 +9,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO
 
 import embedder
-from conftest import REPO
 
 PAIRS = [(f"what is item {i} about?", f"item {i} is about topic {i % 5}") for i in range(24)]
 IR = {"questions": {f"q{i}": f"what is item {i} about?" for i in range(6)},
@@ -30,7 +30,7 @@ def test_in_memory_data_trains_like_the_same_files_on_the_command_line(tiny_bert
     assert isinstance(result.model, embedder.Embedder) and result.output == str(tmp_path / "api")
     assert set(result.metrics) == set(result.base_metrics) and "general_stdlib_test_cosine_map@100" in result.metrics
     assert len([k for k in result.metrics if not k.startswith("general_")]) == 30
-    assert result.plan.select_metric == "cosine_map@100" and result.plan.dims is None
+    assert result.config.select_metric == "cosine_map@100" and result.config.dims is None
 
     pairs_file, ir_file = tmp_path / "pairs.jsonl", tmp_path / "val.json"
     pairs_file.write_text("".join(json.dumps({"anchor": a, "positive": p}) + "\n" for a, p in PAIRS))
@@ -48,7 +48,7 @@ def test_in_memory_data_trains_like_the_same_files_on_the_command_line(tiny_bert
     improved = sum(row["change"] < 0 for row in changes)
     assert f"per query: {improved} of 6 improved" in cli.stdout
     saved = json.loads((tmp_path / "api" / "train_config.json").read_text())
-    assert saved["train"] == ["train (in memory)"] and saved["plan"]["batch_size"] == 8
+    assert saved["train"] == ["train (in memory)"] and saved["batch_size"] == 8 and saved["resolved"]["global_batch"] == 8
 
 
 def test_a_list_of_paths_and_records(tiny_bert_folder, tmp_path):
@@ -62,7 +62,7 @@ def test_a_list_of_paths_and_records(tiny_bert_folder, tmp_path):
                enumerate(PAIRS)]
     result = embedder.fit(base=str(tiny_bert_folder), train=records, output=str(tmp_path / "n"), echo=_quiet,
                           **SETTINGS)
-    assert result.plan.hard_negative_columns == 1 and result.plan.negatives_per_query == 7 + 8
+    assert result.config.hard_negative_columns == 1 and result.config.negatives_per_query == 7 + 8
 
 
 @pytest.mark.parametrize("train, eval, message", [
@@ -103,7 +103,7 @@ def test_unknown_setting_names_the_fields():
 
 def test_the_readme_example_runs(tmp_path):
     text = (REPO / "README.md").read_text()
-    block = text.split("<!-- tests/test_fit_api.py runs this block -->\n```python\n", 1)[1].split("```", 1)[0]
+    block = text.split("<!-- tests/train/test_fit.py runs this block -->\n```python\n", 1)[1].split("```", 1)[0]
     run = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     before, after = (float(x) for x in run.stdout.strip().splitlines()[-1].split("saved to")[0].split("->"))

@@ -9,8 +9,8 @@ import time
 
 import pytest
 import torch
-
 from conftest import REPO
+
 from embedder.train import checkpoints, trainer
 from embedder.train.config import TrainConfig
 from embedder.train.run import train

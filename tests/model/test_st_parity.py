@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 import torch
 from sentence_transformers import SentenceTransformer
-from sentence_transformers.models import Normalize as STNormalize
-from sentence_transformers.models import Pooling as STPooling
-from sentence_transformers.models import Transformer as STTransformer
+from sentence_transformers.models import Normalize as STNormalize, Pooling as STPooling, Transformer as STTransformer
 from transformers import BertConfig, BertModel
 
 import embedder

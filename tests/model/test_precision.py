@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
-from embedder.model import precision
 from embedder.errors import UserError
+from embedder.model import precision
 
 CPU = torch.device("cpu")
 
@@ -25,19 +25,19 @@ def test_native_bf16_is_read_from_torchs_cpu_capabilities(monkeypatch, capabilit
 
 def test_auto_on_a_cpu_with_native_bf16(monkeypatch):
     monkeypatch.setattr(precision, "cpu_bf16_feature", lambda: "avx512_bf16")
-    assert precision.resolve("auto", CPU) == ("bf16", "auto: this CPU computes bf16 natively (avx512_bf16)", "")
-    assert precision.resolve("fp32", CPU)[0] == "fp32"  # the exact parity path stays available
-    assert precision.resolve("bf16", CPU) == ("bf16", "as asked", "")
+    assert precision.choose_precision("auto", CPU) == ("bf16", "auto: this CPU computes bf16 natively (avx512_bf16)", "")
+    assert precision.choose_precision("fp32", CPU)[0] == "fp32"  # the exact parity path stays available
+    assert precision.choose_precision("bf16", CPU) == ("bf16", "as asked", "")
 
 
 def test_auto_on_a_cpu_without_native_bf16(monkeypatch):
     monkeypatch.setattr(precision, "cpu_bf16_feature", lambda: None)
-    chosen, reason, warning = precision.resolve("auto", CPU)
+    chosen, reason, warning = precision.choose_precision("auto", CPU)
     assert chosen == "fp32" and "no native bf16" in reason and warning == ""
-    chosen, _, warning = precision.resolve("bf16", CPU)
+    chosen, _, warning = precision.choose_precision("bf16", CPU)
     assert chosen == "bf16" and "emulated" in warning and "\n" not in warning
     with pytest.raises(UserError, match="fp16 needs a CUDA GPU"):
-        precision.resolve("fp16", CPU)
+        precision.choose_precision("fp16", CPU)
 
 
 def test_emulated_bf16_warns_the_user(tiny_bert_folder, tmp_path, monkeypatch):
@@ -50,7 +50,7 @@ def test_emulated_bf16_warns_the_user(tiny_bert_folder, tmp_path, monkeypatch):
     embedder.fit(base=str(tiny_bert_folder), train=str(pairs), output=str(tmp_path / "m"), batch_size=8,
                  max_steps=1, precision="bf16", matryoshka_dims=None,
                  echo=lambda *a, err=False, **k: messages.append((err, " ".join(map(str, a)))))
-    assert (True, "WARNING: " + precision.resolve("bf16", CPU)[2]) in messages
+    assert (True, "WARNING: " + precision.choose_precision("bf16", CPU)[2]) in messages
 
 
 def test_bf16_training_lowers_the_loss_and_exports_a_model_st_loads(tiny_bert_folder, tmp_path):
@@ -61,7 +61,7 @@ def test_bf16_training_lowers_the_loss_and_exports_a_model_st_loads(tiny_bert_fo
     result = embedder.fit(base=str(tiny_bert_folder), train=str(pairs), output=str(tmp_path / "m"), epochs=6,
                           batch_size=16, lr=1e-3, precision="bf16", matryoshka_dims=None, logging_steps=1,
                           echo=lambda *a, **k: None)
-    assert result.plan.precision == "bf16"
+    assert result.config.precision == "bf16"
     losses = [row["loss"] for row in map(json.loads, (tmp_path / "m" / "training_log.jsonl").read_text().splitlines())
               if "loss" in row]
     assert len(losses) == 24 and sum(losses[-4:]) < 0.75 * sum(losses[:4]), losses

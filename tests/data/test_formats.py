@@ -5,8 +5,7 @@ that random bytes and random JSON never raise anything but UserError."""
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from embedder.data import formats as data, stdlib as stdlib_data
 from embedder.errors import UserError

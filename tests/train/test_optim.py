@@ -10,9 +10,9 @@ import torch
 from transformers import BertConfig, BertModel, MPNetConfig, MPNetModel, get_linear_schedule_with_warmup
 from transformers.trainer_pt_utils import get_parameter_names
 
-from embedder.train import optim
 from embedder.model import weights
 from embedder.model.encoder import Encoder, EncoderConfig
+from embedder.train import optim
 
 
 @pytest.mark.parametrize("total,warmup", [(38, 0), (150, 15), (7, 3), (1, 0)])

@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 import embedder
-from embedder.train import model_card
 from embedder.data.formats import IRDataset
+from embedder.train import model_card
 from embedder.train.config import TrainConfig
 from embedder.train.forgetting import verdict
 from embedder.train.model_card import widget_examples
@@ -84,3 +84,28 @@ def test_widget_examples_pair_each_query_with_its_answer_and_two_others():
                    relevant={"q1": {"c"}, "q2": {"b", "a"}, "q3": set()}, source="hand")
     assert widget_examples(ir) == [{"source_sentence": "first?", "sentences": ["C", "A", "B"]},
                                    {"source_sentence": "second?", "sentences": ["A", "C", "D"]}]
+
+
+def test_a_card_names_local_data_by_file_name_and_leaves_out_the_output(tmp_path):
+    """A card travels: local files and folders appear by name, never by the machine's path; the output folder is
+    no hyperparameter. Specs that are not paths (the embedded data, hub ids, in-memory sets) stay as given."""
+    train = tmp_path / "my docs" / "train.json"
+    train.parent.mkdir()
+    train.write_text("{}")
+    settings = {"base": str(tmp_path / "models" / "mine"), "train": [str(train), "stdlib:train"],
+                "eval": ["/elsewhere/val.json", "eval (in memory)"], "eval_general": None,
+                "output": str(tmp_path / "out"), "lr": 5e-5}
+    assert model_card.public_settings(settings) == {"base": "mine", "train": ["train.json", "stdlib:train"],
+                                                   "eval": ["val.json", "eval (in memory)"], "eval_general": None,
+                                                   "lr": 5e-5}
+    assert model_card.shown_name("sentence-transformers/all-MiniLM-L6-v2") == "sentence-transformers/all-MiniLM-L6-v2"
+    assert model_card.shown_name("./data/train.csv") == "train.csv"
+
+
+def test_a_run_without_evaluation_has_no_empty_metrics_section(tiny_bert_folder):
+    card = model_card.render(embedder.load(str(tiny_bert_folder), device="cpu"),
+                             _facts("base", base_metrics={}, final_metrics={}, log_rows=[{"step": 10, "loss": 1.0}]))
+    assert "## Evaluation" not in card and "### Metrics" not in card and "model-index" not in front_matter(card)
+    assert "## Training Details" in card and "could not be written" not in card
+    with_metrics = model_card.render(embedder.load(str(tiny_bert_folder), device="cpu"), _facts("base"))
+    assert "### Metrics" in with_metrics  # the section is there when there is something in it
