@@ -12,7 +12,8 @@ from __future__ import annotations
 import click
 
 from embedder.cli import parse_numbers
-from embedder.errors import one_line_errors
+from embedder.data.formats import MAX_SKIPPED_SHARE
+from embedder.errors import UserError, one_line_errors
 from embedder.eval.run import DEFAULT_MODEL, evaluate
 from embedder.model.precision import PRECISIONS
 
@@ -31,12 +32,16 @@ from embedder.model.precision import PRECISIONS
               help="write each query's rank of its first relevant passage to this JSONL file")
 @click.option("--compare", default=None, metavar="BASE_MODEL",
               help="also score BASE_MODEL and list, per query, what each --model improved and worsened against it")
+@click.option("--max-skipped-share", default=MAX_SKIPPED_SHARE, show_default=True, type=float,
+              help="refuse a data file when more than this share of its records have an empty text")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1… (default: cuda when available)")
-def main(models, data, dims, json_out, batch_size, precision, per_query_out, device, compare):
+def main(models, data, dims, json_out, batch_size, precision, per_query_out, device, compare, max_skipped_share):
     """Score models on IR data with ST's accuracy/precision/recall@1,3,5,10, ndcg@10, mrr@10, map@100."""
     with one_line_errors():
+        if not 0 <= max_skipped_share <= 1:
+            raise UserError(f"--max-skipped-share {max_skipped_share}: give a share in [0, 1]")
         evaluate(models, data, parse_numbers(dims, "--dims") if dims else (), json_out, batch_size, precision,
-                 per_query_out, device, compare)
+                 per_query_out, device, compare, max_skipped_share)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,8 @@ def repeated(values: tuple[str, ...]) -> tuple[str, ...] | None:
 @click.option("--eval-general", "eval_general", multiple=True, help="IR JSON set(s) of general retrieval for the "
               "forgetting check, or 'none' (default: the embedded data's test split when training on your data)")
 @option("--max-general-drop", type=float, help="warn when the general sets' cosine_map@100 drops more than this")
+@option("--max-skipped-share", type=float, help="refuse a data file when more than this share of its records "
+        "have an empty text (they are skipped otherwise, with a warning)")
 @option("--merge", help="merge the trained weights with the base: auto (w searched on 0.5…1.0), off, or w")
 @click.option("--output", default=None, help="folder for the fine-tuned model (default output/<base>-finetuned)")
 @option("--epochs", type=int)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 
+from .data.formats import skipped_line
 from .data.mining import describe, mine as mine_negatives, write_rows
 from .data.specs import is_default_spec, load_eval_set
 from .data.stdlib import SPLIT_SIZES, stdlib_dataset
@@ -94,6 +95,9 @@ def mine(model, data, out, num_negatives, range_min, range_max, margin, batch_si
         inputs += [("--model", model)] if os.path.exists(os.path.expanduser(model)) else []
         check_output(out, "--out", inputs, is_file=True)
         ir = load_eval_set(data)
+        warning = skipped_line(ir, flag=None)
+        if warning:
+            click.echo(warning, err=True)
         rows, stats = mine_negatives(load(model, device=device), ir.queries, ir.corpus, ir.relevant, num_negatives,
                            range_min, range_max, margin, batch_size)
         if not rows:

@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import UserError
+from .ownership import Claim, swap_in
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -142,27 +143,22 @@ def _settle_tree(folder: Path) -> None:
             os.close(fd)
 
 
-def write_atomically(target: Path, fill) -> None:
-    """Call fill(staging_folder), then swap the filled folder onto `target` (replacing any old one)."""
+def write_atomically(target: Path, fill, claim: Claim | None = None) -> None:
+    """Call fill(staging_folder), settle the filled folder (modes, fsync), then swap it onto `target` in one step
+    (embedder/ownership.py `swap_in`), replacing only what `claim` says was there when the run started (default:
+    what is there now). Every file is in the staging folder before the swap; a failure or a kill at any point leaves
+    `target` as it was or complete, and at most a hidden staging folder that the next run removes."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    claim = claim or Claim.of(target)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    old = None
     try:
         fill(staging)
         _settle_tree(staging)
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.replace(target, old / "x")
-        os.replace(staging, target)
+        swap_in(staging, claim)
     except BaseException:
-        if old is not None and not target.exists():
-            os.replace(old / "x", target)  # put the previous folder back
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 __all__ = ["check_free_space", "check_output", "write_atomically", "write_file_atomically"]

@@ -6,6 +6,15 @@ Faults (each reproduces, at an exact phase, what a user's machine does at random
 - sigint-in-final-eval / sigterm-in-final-eval: the signal arrives while the trained model is being evaluated.
 - sigterm-in-base-eval: SIGTERM arrives while the base model is evaluated, before any step.
 - nan-loss: every step's loss is NaN.
+- kill-before-settle / kill-before-swap / kill-after-swap: SIGKILL while the final model folder is written: its
+  staging folder filled but not yet settled (modes, fsync), settled but not yet swapped in, swapped in but the
+  replaced folder not yet removed.
+- folder-at-output-in-final-eval: another process creates --output (with a file in it) while the trained model is
+  evaluated.
+- disk-full-at-second-checkpoint: safetensors fails with its own "No space left on device" error when the second
+  checkpoint is written.
+- sigint-in-last-step-eval: SIGINT while the last step's evaluation runs, inside the training loop.
+- sigint-after-loop: SIGINT after the loop's last look at the signals, before the end-of-training checkpoint.
 """
 
 import errno
@@ -46,6 +55,67 @@ def plant(fault: str) -> None:
             loss_of, weight = real(*args, **kwargs)
             return (lambda embeddings: loss_of(embeddings) * float("nan")), weight
         trainer.loss_function = poisoned
+    elif fault in ("kill-before-settle", "kill-before-swap", "kill-after-swap"):
+        from embedder import files
+        from embedder.model import st_format as formats
+
+        def is_final(staging):  # the model folder (it has modules.json), not a checkpoint
+            return (staging / formats.MODULES_FILE).is_file()
+        if fault == "kill-before-settle":
+            real_settle = files._settle_tree
+            files._settle_tree = lambda folder: os.kill(os.getpid(), signal.SIGKILL) if is_final(folder) else \
+                real_settle(folder)
+        else:
+            real_swap = files.swap_in
+
+            def swap(staging, claim):
+                final = is_final(staging)
+                if final and fault == "kill-before-swap":
+                    os.kill(os.getpid(), signal.SIGKILL)
+                real_swap(staging, claim)
+                if final:
+                    os.kill(os.getpid(), signal.SIGKILL)
+            files.swap_in = swap
+    elif fault == "folder-at-output-in-final-eval":
+        real_evaluate = trainer.Trainer.evaluate
+
+        def evaluate(self):
+            if self.state.step == self.total_steps and not self.model.training:
+                output = self.settings.output
+                os.makedirs(output, exist_ok=True)
+                with open(os.path.join(output, "notes.txt"), "w") as notes:
+                    notes.write("mine")
+            return real_evaluate(self)
+        trainer.Trainer.evaluate = evaluate
+    elif fault == "disk-full-at-second-checkpoint":
+        import safetensors.torch
+        from safetensors import SafetensorError
+        real_save, calls = safetensors.torch.save_file, []
+
+        def save_file(tensors, path, metadata=None):
+            if os.path.basename(os.path.dirname(path)).startswith(".step-"):
+                calls.append(path)
+                if len(calls) == 2:
+                    raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, "
+                                          "message: \"No space left on device\" })")
+            return real_save(tensors, path, metadata=metadata)
+        safetensors.torch.save_file = save_file
+    elif fault in ("sigint-in-last-step-eval", "sigint-after-loop"):
+        if fault == "sigint-in-last-step-eval":
+            real_evaluate = trainer.Trainer.evaluate
+
+            def evaluate(self):
+                if self.state.step == self.total_steps and self.model.training:
+                    os.kill(os.getpid(), signal.SIGINT)
+                return real_evaluate(self)
+            trainer.Trainer.evaluate = evaluate
+        else:
+            real_run = trainer.Trainer._run
+
+            def run(self, *args):
+                real_run(self, *args)
+                os.kill(os.getpid(), signal.SIGINT)
+            trainer.Trainer._run = run
     else:
         raise SystemExit(f"unknown fault {fault}")
 

@@ -34,7 +34,8 @@ def _files(tmp, minilm_folder):
         "garbage": (write("garbage.json", bytes(range(256)) * 4), "not UTF-8"),
         "latin1": (write("latin1.json", json.dumps(GOOD_IR).replace("A is", "Ä is").encode("latin-1")), "not UTF-8"),
         "no_positive": (write("nopos.csv", "anchor,answer\nq,a\n"), "missing column 'positive'"),
-        "empty_text": (write("emptytext.json", json.dumps(dict(GOOD_IR, questions={"q1": "", "q2": "B?"}))), "is empty"),
+        "empty_text": (write("emptytext.json", json.dumps(dict(GOOD_IR, questions={"q1": "", "q2": "B?"}))),
+                       "1 of 4 records are unusable (empty text: question 'q1'), more than 5%"),
         "duplicate_ids": (write("dup.json", '{"questions": {"q1": "a", "q1": "b"}, "corpus": {"p1": "x"}, '
                                             '"relevant_contexts": {"q1": ["p1"]}}'), "appears twice"),
         "absent_id": (write("absent.json", json.dumps(dict(GOOD_IR, relevant_contexts={"q1": ["p9"]}))), "not in corpus"),

@@ -16,15 +16,16 @@ embedder/data/stdlib.py, or data in memory) is resolved in embedder/data/specs.p
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
 
 ANCHOR_COLUMNS = (("anchor", "positive", "negative"), ("sentence_0", "sentence_1", "sentence_"))
+
+
+MAX_SKIPPED_SHARE = 0.05  # a file with more unusable records than this is refused, not trained on
 
 
 @dataclass
@@ -33,6 +34,8 @@ class IRDataset:
     corpus: dict[str, str]
     relevant: dict[str, list[str]]
     source: str = ""
+    skipped: list[str] = field(default_factory=list)  # the unusable records left out ("passage 'p7'", …)
+    records: int = 0  # questions + passages read
 
     def to_json(self) -> dict:
         return {"questions": self.queries, "corpus": self.corpus, "relevant_contexts": self.relevant}
@@ -43,6 +46,23 @@ class PairDataset:
     columns: tuple[str, ...]  # ("anchor", "positive"[, "negative_1", …])
     rows: list[tuple[str, ...]]
     source: str = ""
+    skipped: list[str] = field(default_factory=list)  # the unusable records left out ("line 7", …)
+    records: int = 0  # records read
+
+
+def skipped_line(data: IRDataset | PairDataset, max_share: float = MAX_SKIPPED_SHARE,
+                 flag: str | None = "--max-skipped-share") -> str | None:
+    """The warning for the records a file's reader left out (an empty or whitespace-only text; a question whose
+    passages are all empty), or None; UserError when they are more than `max_share` of the file."""
+    if not data.skipped:
+        return None
+    count, total = len(data.skipped), max(data.records, 1)
+    first = ", ".join(data.skipped[:3]) + (", …" if count > 3 else "")
+    if count / total > max_share:
+        accept = f", or pass {flag} {min(1.0, count / total + 0.01):.2f} to use the rest" if flag else ""
+        raise UserError(f"{data.source}: {count} of {total} records are unusable (empty text: {first}), more than "
+                        f"{max_share:.0%}; fix the file{accept}")
+    return f"WARNING: {data.source}: skipped {count} of {total} records with an empty text ({first})"
 
 
 # ----- low-level reading --------------------------------------------------------------------------------------
@@ -114,11 +134,22 @@ def _json_records(text: str, path) -> list:
 
 
 def check_text(value, path, where: str) -> str:
-    if not isinstance(value, str):
-        raise UserError(f"{path}: {where} is {type(value).__name__}, not text; every text must be a string")
-    if not value.strip():
+    if is_blank(value, path, where):
         raise UserError(f"{path}: {where} is empty; remove the record or fill in the text")
     return value
+
+
+def is_blank(value, path, where: str) -> bool:
+    """True for an empty or whitespace-only text (a record a file reader skips); UserError for a value that is no
+    text at all, or one no tokenizer can take (a lone UTF-16 surrogate such as "\\ud83d", half of an emoji)."""
+    if not isinstance(value, str):
+        raise UserError(f"{path}: {where} is {type(value).__name__}, not text; every text must be a string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise UserError(f"{path}: {where} holds a lone UTF-16 surrogate ({value[err.start]!a} at character "
+                        f"{err.start}), half of a character; repair the text (write the pair, or drop it)") from None
+    return not value.strip()
 
 
 # ----- IR sets ------------------------------------------------------------------------------------------------
@@ -138,10 +169,9 @@ def ir_from_object(obj, path) -> IRDataset:
             raise UserError(f"{path}: {key!r} must be an object mapping ids to values")
     if not questions or not corpus:
         raise UserError(f"{path}: the data set is empty (no questions or no corpus); add records")
-    for qid, text in questions.items():
-        check_text(text, path, f"question {qid!r}")
-    for pid, text in corpus.items():
-        check_text(text, path, f"passage {pid!r}")
+    skipped = [f"question {qid!r}" for qid, text in questions.items() if is_blank(text, path, f"question {qid!r}")]
+    skipped += [f"passage {pid!r}" for pid, text in corpus.items() if is_blank(text, path, f"passage {pid!r}")]
+    usable = {pid: text for pid, text in corpus.items() if text.strip()}
     clean = {}
     for qid, pids in relevant.items():
         if qid not in questions:
@@ -152,11 +182,25 @@ def ir_from_object(obj, path) -> IRDataset:
         for pid in pids:
             if not isinstance(pid, str) or pid not in corpus:
                 raise UserError(f"{path}: question {qid!r} names relevant passage {pid!r}, which is not in corpus; "
-                                "add the passage or fix the id")
-        clean[qid] = list(pids)
+                                f"{_id_hint(pid, corpus)}")
+        if pids and not any(pid in usable for pid in pids) and questions[qid].strip():
+            skipped.append(f"question {qid!r} (its passages are empty)")
+        if questions[qid].strip():
+            clean[qid] = [pid for pid in pids if pid in usable]
+    kept = {qid: text for qid, text in questions.items() if text.strip() and (clean.get(qid) or qid not in relevant
+                                                                               or not relevant[qid])}
     if not any(clean.values()):
         raise UserError(f"{path}: no question has a relevant passage; fill relevant_contexts")
-    return IRDataset(dict(questions), dict(corpus), clean, str(path))
+    clean = {qid: pids for qid, pids in clean.items() if qid in kept}
+    return IRDataset(kept, usable, clean, str(path), skipped, len(questions) + len(corpus))
+
+
+def _id_hint(pid, corpus: dict) -> str:
+    """The fix for an unknown passage id: its type differs from the corpus keys' (JSON keys are always strings)."""
+    if not isinstance(pid, str) and str(pid) in corpus:
+        return (f"the ids differ in type: relevant_contexts gives the number {pid}, the corpus keys are strings "
+                f"(\"{pid}\"); write the ids as strings")
+    return "add the passage or fix the id"
 
 
 def load_ir(path: str | Path) -> IRDataset:
@@ -178,102 +222,4 @@ def load_ir(path: str | Path) -> IRDataset:
 
 def ir_to_pairs(ir: IRDataset) -> PairDataset:
     rows = [(ir.queries[qid], ir.corpus[pid]) for qid in ir.queries for pid in ir.relevant.get(qid, [])]
-    return PairDataset(("anchor", "positive"), rows, ir.source)
-
-
-# ----- pair files ---------------------------------------------------------------------------------------------
-def _pair_columns(header: list[str], path) -> list[str]:
-    """The text columns in order (anchor, positive, negatives…), or a UserError naming what is missing."""
-    names = set(header)
-    if "anchor" in names or "positive" in names:
-        for needed in ("anchor", "positive"):
-            if needed not in names:
-                raise UserError(f"{path}: missing column {needed!r} (columns: {', '.join(header)}); "
-                                "pair files need anchor and positive")
-        return ["anchor", "positive"] + [c for c in header if c.startswith("negative")]
-    if "sentence_0" in names:
-        if "sentence_1" not in names:
-            raise UserError(f"{path}: missing column 'sentence_1' (columns: {', '.join(header)})")
-        numbered = sorted((c for c in header if c.startswith("sentence_") and c[9:].isdigit()), key=lambda c: int(c[9:]))
-        return numbered
-    raise UserError(f"{path}: no anchor/positive or sentence_0/sentence_1 columns (columns: {', '.join(header)}); "
-                    "rename the columns")
-
-
-def rows_from_records(records: list, path) -> PairDataset:
-    first = records[0] if records and isinstance(records[0], dict) else None
-    if first is None:
-        raise UserError(f"{path}: records must be JSON objects with anchor/positive or query/pos fields")
-    if "query" in first and "pos" in first:  # FlagEmbedding
-        negatives = [len(r.get("neg") or []) for r in records if isinstance(r, dict)]
-        n_neg = min(negatives) if negatives else 0
-        rows = []
-        for number, record in enumerate(records, start=1):
-            if not isinstance(record, dict) or "query" not in record or not isinstance(record.get("pos"), list):
-                raise UserError(f"{path}: record {number} lacks 'query' or a 'pos' list")
-            if not record["pos"]:
-                raise UserError(f"{path}: record {number} has an empty 'pos' list; give it a positive passage "
-                                "or remove the record")
-            if record.get("neg") is not None and not isinstance(record["neg"], list):
-                raise UserError(f"{path}: record {number} has a 'neg' that is not a list")
-            query = check_text(record["query"], path, f"record {number} query")
-            negs = [check_text(n, path, f"record {number} neg") for n in (record.get("neg") or [])[:n_neg]]
-            for pos in record["pos"]:
-                rows.append((query, check_text(pos, path, f"record {number} pos"), *negs))
-        columns = ("anchor", "positive") + tuple(f"negative_{i + 1}" for i in range(n_neg))
-        return PairDataset(columns, rows, str(path))
-    columns = _pair_columns(list(first), path)
-    rows = []
-    for number, record in enumerate(records, start=1):
-        if not isinstance(record, dict):
-            raise UserError(f"{path}: record {number} is not a JSON object")
-        for column in columns:
-            if column not in record:
-                raise UserError(f"{path}: record {number} lacks column {column!r}")
-        rows.append(tuple(check_text(record[c], path, f"record {number} column {c!r}") for c in columns))
-    return PairDataset(tuple(columns), rows, str(path))
-
-
-def _read_delimited(text: str, path, delimiter: str) -> PairDataset:
-    csv.field_size_limit(1 << 30)
-    # strict: a quote left open (which would swallow the rest of the file into one field) is an error
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    start = 1  # the line where the record being read begins
-    try:
-        header = next(reader)
-        columns = _pair_columns([h.strip() for h in header], path)
-        index = [[h.strip() for h in header].index(c) for c in columns]
-        rows = []
-        while True:
-            start = reader.line_num + 1
-            row = next(reader, None)
-            if row is None:
-                break
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                raise UserError(f"{path}: line {start} has {len(row)} fields, the header has {len(header)}; "
-                                "quote fields that contain the delimiter")
-            rows.append(tuple(check_text(row[i], path, f"line {start} column {c!r}") for i, c in zip(index, columns)))
-    except csv.Error as err:
-        raise UserError(f"{path}: invalid {'TSV' if delimiter == chr(9) else 'CSV'} in the record that starts at "
-                        f"line {start} ({err}); close or escape its quotes") from None
-    return PairDataset(tuple(columns), rows, str(path))
-
-
-def load_training_file(path: str | Path) -> PairDataset:
-    """Training pairs from any supported format, chosen by extension and content."""
-    path = Path(path)
-    text = read_text(path)
-    suffix = path.suffix.lower()
-    if suffix in (".csv", ".tsv"):
-        pairs = _read_delimited(text, path, "\t" if suffix == ".tsv" else ",")
-    else:
-        records = _json_records(text, path)
-        if len(records) == 1 and isinstance(records[0], dict) and ("corpus" in records[0] or "questions" in records[0]):
-            pairs = ir_to_pairs(ir_from_object(records[0], path))
-        else:
-            pairs = rows_from_records(records, path)
-    if not pairs.rows:
-        raise UserError(f"{path}: the data set is empty; it needs at least one pair")
-    return pairs
+    return PairDataset(("anchor", "positive"), rows, ir.source, ir.skipped, ir.records)

@@ -15,8 +15,8 @@ import re
 from pathlib import Path
 
 from ..errors import UserError
-from .formats import (IRDataset, PairDataset, check_text, ir_from_object, ir_to_pairs, load_ir, load_training_file,
-                      rows_from_records)
+from .formats import IRDataset, PairDataset, check_text, ir_from_object, ir_to_pairs, load_ir
+from .pair_files import load_training_file, rows_from_records
 from .stdlib import SPLIT_SIZES, stdlib_dataset
 
 DEFAULT_DATA = "stdlib"
@@ -95,11 +95,27 @@ def pairs_from_memory(value, source: str) -> PairDataset:
     return PairDataset(columns, clean, source)
 
 
+def _records_of_columns(value):
+    """Training pairs given as columns — a pandas DataFrame, or a mapping of column name to texts
+    ({"anchor": [...], "positive": [...]}) — as a list of records; anything else as it is."""
+    if hasattr(value, "to_dict") and hasattr(value, "columns") and not isinstance(value, dict):  # a DataFrame
+        return value.to_dict("records")
+    if isinstance(value, dict) and "corpus" not in value and "questions" not in value and value and \
+            all(isinstance(column, (list, tuple)) for column in value.values()):
+        names, columns = list(value), list(value.values())
+        if len({len(column) for column in columns}) > 1:
+            raise UserError(f"train (in memory): the columns {', '.join(names)} differ in length; give every column "
+                            "one text per pair")
+        return [dict(zip(names, texts)) for texts in zip(*columns)]
+    return value
+
+
 def from_memory(value, flag: str, kind: str):
     """A --train ('pairs') or --eval ('ir') spec from what a Python caller passed: strings stay paths/specs,
     in-memory data becomes a checked data set. Returns a tuple of specs."""
     if value is None:
         return ()
+    value = _records_of_columns(value) if kind == "pairs" else value
     if isinstance(value, (str, Path, PairDataset, IRDataset, dict)):
         value = [value]
     items = list(value)

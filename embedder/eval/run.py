@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 from ..data import specs as datasets
+from ..data.formats import MAX_SKIPPED_SHARE, skipped_line
 from ..errors import UserError
 from ..files import check_output, write_file_atomically
 from ..model.embedder import load
@@ -23,7 +25,7 @@ DEFAULT_MODEL = "all-mpnet-base-v2"
 
 
 def evaluate(models=(), data=(), dims=(), json_out=None, batch_size=32, precision="fp32", per_query_out=None,
-             device=None, compare=None) -> dict[str, dict[str, float]]:
+             device=None, compare=None, max_skipped_share=MAX_SKIPPED_SHARE) -> dict[str, dict[str, float]]:
     """Score each model on each IR set (the embedded data's test split by default) and print the table; with
     `compare`, also what each model improved and worsened per query against that base model. Returns
     {model: {metric: value}}; writes the JSON and per-query files when asked. UserError names the flag."""
@@ -39,6 +41,10 @@ def evaluate(models=(), data=(), dims=(), json_out=None, batch_size=32, precisio
     for flag, path in outputs:
         check_output(path, flag, inputs + [o for o in outputs if o[0] != flag], is_file=True)
     sets = [(datasets.set_name(spec), datasets.load_eval_set(spec)) for spec in data]
+    for _, ir in sets:
+        warning = skipped_line(ir, max_skipped_share)  # the questions and passages left out (empty texts), as ST's evaluator skips
+        if warning:
+            print(warning, file=sys.stderr)
     results: dict[str, dict[str, float]] = {}
     per_query_rows = []
     keys: list[str] = []

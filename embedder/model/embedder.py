@@ -24,29 +24,13 @@ from ..errors import UserError
 from ..files import write_atomically
 from ..version import __version__
 from . import locate, st_format, weights
+from .auto_model import AutoBackbone
 from .encoder import Encoder, EncoderConfig
 from .normalize import Normalize
 from .pooling import Pooling
 from .precision import autocast as precision_autocast
 from .similarity import similarity
-from .tokenizer import TOKENIZER_FILES, TextTokenizer
-
-
-class AutoBackbone(nn.Module):
-    """transformers' AutoModel for architectures without a hand-written encoder."""
-
-    def __init__(self, folder: Path):
-        super().__init__()
-        from transformers import AutoModel
-        self.model = AutoModel.from_pretrained(str(folder), dtype=torch.float32, trust_remote_code=False)
-        self.hidden_size = self.model.config.hidden_size
-
-    def forward(self, input_ids, attention_mask, token_type_ids=None):
-        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
-
-    def export_state_dict(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
+from .tokenizer import TOKENIZER_FILES, TextTokenizer, TokenizerProblem
 
 
 def default_device() -> torch.device:
@@ -117,21 +101,27 @@ class Embedder(nn.Module):
             weights.read_checkpoint(layout.transformer_dir)  # the same clear error for missing/corrupt weights
             try:
                 backbone, passthrough = AutoBackbone(layout.transformer_dir), {}
+            except UserError:
+                raise
             except Exception as err:  # transformers' loader: unknown architecture, malformed config, …
                 raise UserError(f"{config_file}: transformers cannot build this model "
                                 f"({str(err).splitlines()[0][:160] if str(err) else type(err).__name__}); "
                                 "pass a BERT/MPNet or other transformers model folder") from None
         weights.check_finite(backbone, layout.transformer_dir)
-        positions = encoder_config.usable_positions if encoder_config is not None else None
+        positions = encoder_config.usable_positions if encoder_config is not None else \
+            getattr(backbone.model.config, "max_position_embeddings", None)
         if layout.max_seq_length is not None and positions is not None and layout.max_seq_length > positions:
             raise UserError(f"{layout.transformer_dir / 'sentence_bert_config.json'}: max_seq_length "
                             f"{layout.max_seq_length} exceeds the model's {positions} positions; lower it")
         try:
             tokenizer = TextTokenizer(str(layout.transformer_dir), layout.max_seq_length, layout.do_lower_case,
                                       positions)
+        except TokenizerProblem as err:  # TextTokenizer's own findings, each with its fix
+            raise UserError(f"{layout.transformer_dir}: {err}") from None
         except Exception as err:  # the tokenizers library raises plain Exception for a malformed tokenizer.json
-            raise UserError(f"{layout.transformer_dir}: no usable tokenizer ({str(err).splitlines()[0][:120] if str(err) else type(err).__name__}); "
-                            "the folder needs a valid tokenizer.json") from None
+            first = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+            raise UserError(f"{layout.transformer_dir}: no usable tokenizer ({first}); the folder needs a valid "
+                            "tokenizer.json") from None
         pooling_config = dict(layout.pooling_config)
         dimension = pooling_config.get("word_embedding_dimension", pooling_config.get("embedding_dimension"))
         if dimension is None:
@@ -222,6 +212,10 @@ class Embedder(nn.Module):
         if convert_to_tensor:
             convert_to_numpy = False
         texts = list(texts)
+        bad = next((i for i, text in enumerate(texts) if not isinstance(text, str)), None)
+        if bad is not None:
+            raise TypeError(f"encode: input {bad} is {type(texts[bad]).__name__}, not a string; pass a string or a "
+                            "list of strings")
         if batch_size <= 0:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
         if precision != "float32":
@@ -263,9 +257,11 @@ class Embedder(nn.Module):
             return weights.export_state_dict(self.backbone, self.passthrough)
         return self.backbone.export_state_dict()
 
-    def save(self, path: str | Path, model_card: str | None = None, extra_files: dict[str, str] | None = None) -> None:
-        """Write a classic ST folder at `path`, atomically (see embedder.st_format); extra_files: name -> text
-        written beside the model (a training log, the run's settings)."""
+    def save(self, path: str | Path, model_card: str | None = None, extra_files: dict[str, str] | None = None,
+             claim=None) -> None:
+        """Write a classic ST folder at `path`, atomically (embedder/files.py `write_atomically`); extra_files:
+        name -> text written beside the model (a training log, the run's settings); claim: what the write may
+        replace (embedder/ownership.py; default: what is at `path` now)."""
         import transformers
 
         state = self.export_state_dict()
@@ -282,7 +278,7 @@ class Embedder(nn.Module):
             for name, text in (extra_files or {}).items():
                 (folder / name).write_text(text, encoding="utf-8")
 
-        write_atomically(Path(path), fill)
+        write_atomically(Path(path), fill, claim)
 
 
 def load(name_or_path: str, device: str | torch.device | None = None) -> Embedder:

@@ -18,11 +18,15 @@ the target, so a crash leaves either the old folder or the new one, never half o
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
+
+import safetensors.torch
+from safetensors import SafetensorError
 
 from ..errors import UserError
 from .similarity import SIMILARITY_FUNCTIONS
@@ -33,6 +37,17 @@ HF_CONFIG_FILE = "config.json"  # the transformer's config (a Hugging Face folde
 WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX_FILE = "model.safetensors.index.json"  # sharded weights
 PICKLED_WEIGHTS_FILE = "pytorch_model.bin"  # read only when a folder has no safetensors
+
+
+def save_tensors(tensors: dict, path: Path, metadata: dict | None = None) -> None:
+    """safetensors' save_file, with its write errors as OSError (a full disk is errno ENOSPC), so every writer's
+    `except OSError` sees them: safetensors raises its own SafetensorError for a failed write."""
+    try:
+        safetensors.torch.save_file(tensors, str(path), metadata=metadata)
+    except SafetensorError as err:
+        full = "No space left" in str(err) or "os error 28" in str(err)
+        code = errno.ENOSPC if full else errno.EIO
+        raise OSError(code, os.strerror(code), str(path)) from None
 
 
 def is_model_folder(folder: Path) -> bool:
@@ -167,8 +182,6 @@ def write_folder(folder: Path, *, weights: dict, hf_config: dict, tokenizer_dir:
                  prompts: dict, default_prompt_name: str | None, versions: dict, model_card: str | None,
                  similarity_fn_name: str = "cosine") -> None:
     """Fill `folder` (a staging folder) with a classic ST model."""
-    from safetensors.torch import save_file
-
     modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
     if normalize:
@@ -185,7 +198,7 @@ def write_folder(folder: Path, *, weights: dict, hf_config: dict, tokenizer_dir:
         if key in hf_config or key == "torch_dtype":
             hf_config[key] = "float32"
     _write_json(folder / HF_CONFIG_FILE, hf_config)
-    save_file(weights, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
+    save_tensors(weights, folder / WEIGHTS_FILE, metadata={"format": "pt"})
     for name in tokenizer_files:
         if (tokenizer_dir / name).is_file():
             shutil.copyfile(tokenizer_dir / name, folder / name)

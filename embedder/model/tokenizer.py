@@ -37,6 +37,13 @@ def _has_lowercase(normalizer) -> bool:
 CHARS_PER_TOKEN = 100
 
 
+class TokenizerProblem(ValueError):
+    """A tokenizer folder that loads but cannot serve; the message says what is wrong and the fix."""
+
+
+MAX_STATED_LENGTH = 1 << 20  # no model takes a million tokens: a larger model_max_length means none was stated
+
+
 class TextTokenizer:
     def __init__(self, folder: str, max_seq_length: int | None, do_lower_case: bool, max_positions: int | None):
         # never code from the folder (st_format.refuse_custom_code has already turned such folders away)
@@ -51,6 +58,10 @@ class TextTokenizer:
             max_seq_length = int(max_seq_length)
         if not isinstance(max_seq_length, int) or max_seq_length < 2:
             raise ValueError(f"max_seq_length {max_seq_length!r} is not a length")
+        if max_seq_length > MAX_STATED_LENGTH:  # transformers' stand-in (1e30) for a length nobody stated
+            raise TokenizerProblem("no file says how long a text may be (tokenizer_config.json has no model_max_length, "
+                             "config.json no max_position_embeddings); set max_seq_length in "
+                             "sentence_bert_config.json")
         self.max_seq_length = int(max_seq_length)
         if self.hf.pad_token_id is None:
             raise ValueError("the tokenizer has no padding token")

@@ -9,6 +9,7 @@ the best evaluation so far, written the same way.
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import shutil
@@ -16,11 +17,11 @@ import warnings
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ..errors import UserError
 from ..files import write_atomically
-from ..model.st_format import WEIGHTS_FILE
+from ..model.st_format import WEIGHTS_FILE, save_tensors
 from . import distributed
 
 _STEP = re.compile(r"^step-(\d+)$")
@@ -40,20 +41,37 @@ def rng_state() -> dict:
 def save_checkpoint(folder: Path, model, optimizer, state: dict, rng: dict | list[dict]) -> None:
     """rng: this process's rng_state(), or a list with one per process under torchrun."""
     def fill(staging: Path):
-        save_file(model_state(model), str(staging / WEIGHTS_FILE))
+        save_tensors(model_state(model), staging / WEIGHTS_FILE)
         torch.save(optimizer.state_dict(), staging / "optimizer.pt")
         torch.save(rng if isinstance(rng, list) else [rng], staging / "rng.pt")
         (staging / "trainer_state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
 
-    write_atomically(folder, fill)
+    _write(folder, fill, 3 * _weight_bytes(model.state_dict()))
 
 
 def save_weights(folder: Path, state_dict: dict[str, torch.Tensor], info: dict) -> None:
     def fill(staging: Path):
-        save_file(state_dict, str(staging / WEIGHTS_FILE))
+        save_tensors(state_dict, staging / WEIGHTS_FILE)
         (staging / "info.json").write_text(json.dumps(info), encoding="utf-8")
 
-    write_atomically(folder, fill)
+    _write(folder, fill, _weight_bytes(state_dict))
+
+
+def _weight_bytes(state_dict: dict) -> int:
+    return sum(t.numel() * t.element_size() for t in state_dict.values())
+
+
+def _write(folder: Path, fill, size: int) -> None:
+    """write_atomically, with a full disk said in one line: the folder and the space it needs (the earlier
+    checkpoints stay intact: nothing is replaced until the new one is complete)."""
+    try:
+        write_atomically(folder, fill)
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        raise OSError(errno.ENOSPC, f"no space left on the device for {folder}, which needs about "
+                                    f"{size / 2**20:,.0f} MiB; free some space, then run the same command with "
+                                    "--resume") from None
 
 
 def load_weights(folder: Path, model) -> dict[str, torch.Tensor]:

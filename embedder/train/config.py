@@ -27,7 +27,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from ..data.formats import IRDataset, PairDataset
+from ..data.formats import MAX_SKIPPED_SHARE, IRDataset, PairDataset
 from ..data.specs import is_default_spec
 from ..errors import UserError
 from ..eval.ir import prefixed_metric_names
@@ -75,6 +75,7 @@ class TrainConfig:
     resume: bool = False
     overwrite: bool = False
     max_bad_steps: int = 5
+    max_skipped_share: float = MAX_SKIPPED_SHARE  # a data file with more unusable records (empty texts) is refused
     eval_batch_size: int = 32
     device: str | None = None
     mini_batch_size: int | None = None  # GradCache: activation memory of this many texts per forward
@@ -166,6 +167,7 @@ _RULES = (
     ("logging_steps", "logging_steps", lambda v: _is_int(v) and v >= 1, "a whole number of at least 1"),
     ("sampler", "--no-duplicates/--allow-duplicates", lambda v: v in ("no_duplicates", "random"),
      "no_duplicates or random"),
+    ("max_skipped_share", "--max-skipped-share", lambda v: _is_number(v) and 0 <= v <= 1, "a share in [0, 1]"),
     ("max_bad_steps", "max_bad_steps", lambda v: _is_int(v) and v >= 1, "a whole number of at least 1"),
     ("eval_batch_size", "eval_batch_size", lambda v: _is_int(v) and v >= 1, "a whole number of at least 1"),
     ("mask_false_negatives", "--mask-false-negatives",

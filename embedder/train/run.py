@@ -16,8 +16,8 @@ TrainingStopped.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import shutil
 import sys
 import time
@@ -28,6 +28,7 @@ import torch
 
 from .. import files
 from ..data import batching, specs as data_specs
+from ..data.formats import skipped_line
 from ..data.specs import overlap_warnings
 from ..errors import UserError, collect_errors
 from ..eval import regressions
@@ -35,13 +36,15 @@ from ..eval.ir import InformationRetrievalEvaluator, format_table
 from ..eval.regressions import mean_offdiagonal_cosine
 from ..model.embedder import load
 from ..model.locate import check_name
-from ..model.st_format import is_model_folder
-from . import checkpoints, distributed, model_card
+from ..ownership import OutputChanged
+from . import distributed, model_card
 from .checkpoints import RunStore, needed_disk_space
 from .config import DEFAULT_SELECT, RunConfig, TrainConfig, default_dims, resolve
 from .console import Progress, startup_report
 from .forgetting import forgetting_check, merge_with_base, table as merge_table, verdict
 from .model_card import card_facts
+from .output import check_output, hold_output
+from .preflight import check_can_learn, drop_negatives_equal_to_positives
 from .stop_signals import Interrupted, StopSignals
 from .tracking import BestModelTracker
 from .trainer import Trainer, TrainingStopped
@@ -69,38 +72,6 @@ def fit(echo=echo_lines, **settings) -> TrainingResult:
     return train(TrainConfig(**settings), echo=echo)
 
 
-def run_inputs(config: TrainConfig) -> list[tuple[str, str]]:
-    """The files and folders this run reads, which no output may overwrite."""
-    named = [("--train", spec) for spec in config.train] + [("--eval", spec) for spec in config.eval]
-    inputs = [(flag, spec) for flag, spec in named if data_specs.is_file_spec(spec)]
-    if os.path.exists(os.path.expanduser(config.base)):  # False, not an error, for a name the OS rejects
-        inputs.append(("--base", config.base))
-    return inputs
-
-
-def check_output(config: TrainConfig) -> None:
-    """Every check of the output location that does not need the model: before anything is loaded."""
-    out = Path(config.output)
-    if os.environ.get("RANK", "0") in ("0", ""):  # under torchrun one process probes (probes of two would collide)
-        inputs = run_inputs(config)
-        files.check_output(out, "--output", inputs, siblings=("{name}.checkpoints",))
-        files.check_output(config.checkpoint_dir, "--output", inputs)
-    if out.is_dir() and any(out.iterdir()):
-        is_model = is_model_folder(out)
-        if not config.overwrite and not config.resume:
-            raise UserError(f"--output {out} already holds {'a model' if is_model else 'files'}; pass --overwrite to "
-                            "replace it or choose another folder")
-        if config.overwrite and not is_model:  # --overwrite replaces a model, never a folder of other files
-            raise UserError(f"--output {out} holds files but no model (no modules.json or config.json); --overwrite "
-                            "only replaces a model folder: choose another --output")
-    found = checkpoints.list_checkpoints(config.checkpoint_dir)
-    if config.resume and not found:
-        raise UserError(f"--resume: no checkpoint in {config.checkpoint_dir}; start without --resume")
-    if found and not config.resume and not config.overwrite:
-        raise UserError(f"--output {out}: {config.checkpoint_dir} holds checkpoints of an earlier run; pass --resume "
-                        "to continue it, or --overwrite to start over")
-
-
 def train(config: TrainConfig, echo=echo_lines, step_hook=None) -> TrainingResult:
     """The whole run. step_hook(step), if given, is called after every optimiser step (benchmarks time the steps
     with it). SIGINT and SIGTERM stop it as embedder.stop_signals describes; what was trained is never thrown away
@@ -118,6 +89,14 @@ def _load_and_train(config: TrainConfig, echo, step_hook, stop) -> TrainingResul
           for spec in config.eval + config.general_sets])
     train_pairs, eval_sets = loaded[:len(config.train)], loaded[len(config.train):len(config.train) + len(config.eval)]
     general_sets = [(f"general_{name}", ir) for name, ir in loaded[len(config.train) + len(config.eval):]]
+    for data in [*train_pairs, *(ir for _, ir in eval_sets), *(ir for _, ir in general_sets)]:
+        warning = skipped_line(data, config.max_skipped_share)  # the records a reader left out (empty texts)
+        if warning:
+            echo(warning, err=True)
+    for index, pairs in enumerate(train_pairs):
+        train_pairs[index], warning = drop_negatives_equal_to_positives(pairs)
+        if warning:
+            echo(warning, err=True)
     columns = {len(p.columns) for p in train_pairs}
     if len(columns) > 1:
         raise UserError(f"--train files have different column counts ({sorted(columns)}); give every file the same columns")
@@ -127,11 +106,13 @@ def _load_and_train(config: TrainConfig, echo, step_hook, stop) -> TrainingResul
                             "lower --batch-size or add data")
 
     context, device = distributed.setup(config.device)
-    try:
-        return _train(config, train_pairs, eval_sets, general_sets, context, device,
-                      echo if context.is_main else _quiet, step_hook, stop)
-    finally:
-        distributed.teardown(context)
+    with contextlib.ExitStack() as held:  # the output, held from the last start-up check to the end
+        try:
+            return _train(config, train_pairs, eval_sets, general_sets, context, device,
+                          echo if context.is_main else _quiet, step_hook, stop,
+                          hold=lambda: held.enter_context(hold_output(config)))
+        finally:
+            distributed.teardown(context)
 
 
 def _quiet(*args, **kwargs):
@@ -150,11 +131,13 @@ def _prepare(settings, train_pairs, eval_sets, context, device):
     return model, config
 
 
-def _train(settings, train_pairs, eval_sets, general_sets, context, device, echo, step_hook, stop) -> TrainingResult:
+def _train(settings, train_pairs, eval_sets, general_sets, context, device, echo, step_hook, stop,
+           hold) -> TrainingResult:
     """Three phases. Before the first step an interrupt leaves no model (exit 128 + signal). During training a
     signal saves a checkpoint at the next step boundary. Once training is done its result is written to a
     checkpoint first, so a later interrupt or failed write (the final evaluation, the model folder) keeps it and
-    says where."""
+    says where. hold() takes the output (train/output.py `hold_output`) once every start-up check has passed,
+    before anything is written, and returns the claim the final write honours."""
     try:
         model, config = _prepare(settings, train_pairs, eval_sets, context, device)
         evaluators = [InformationRetrievalEvaluator(
@@ -173,6 +156,8 @@ def _train(settings, train_pairs, eval_sets, general_sets, context, device, echo
                                    save_best_to_disk=bool(settings.save_steps), context=context, echo=echo,
                                    general_keys=[f"{name}_{DEFAULT_SELECT}" for name, _ in general_sets])
         trainer = Trainer(model, config, train_sets, tracker, store, echo, context)
+        check_can_learn(config, model, trainer)
+        claim = hold()
         if context.is_main:
             needed = needed_disk_space(model, settings, trainer.total_steps)
             files.check_free_space(settings.output, needed, "--output")
@@ -197,23 +182,32 @@ def _train(settings, train_pairs, eval_sets, general_sets, context, device, echo
 
     progress = Progress(trainer.total_steps, trainer.state.step, config.global_batch, echo, enabled=context.is_main)
     try:
-        try:
-            trainer.run(progress, step_hook, stop)
-        finally:
-            progress.close()
-        saved = trainer.save_final_checkpoint()
+        with stop.deferred():  # to the end-of-training checkpoint: an interrupt after the loop's last look waits for it
+            try:
+                trainer.run(progress, step_hook, stop)
+            finally:
+                progress.close()
+            saved = trainer.save_final_checkpoint()
+        if stop.requested:
+            raise TrainingStopped(f"interrupted at step {trainer.state.step} ({stop.requested}): checkpoint saved to "
+                                  f"{saved}; continue with --resume")
     except (Interrupted, OSError) as err:
         reason = f"interrupted ({err.signal_name})" if isinstance(err, Interrupted) else \
             f"writing a checkpoint failed ({err.strerror or err})"
         raise TrainingStopped(f"{reason} at step {trainer.state.step}; {store.where()}") from None
 
     try:
-        return finish(config, model, trainer, train_pairs, eval_sets, base_metrics, context, echo)
+        return finish(config, model, trainer, train_pairs, eval_sets, base_metrics, context, echo, claim)
+    except OutputChanged:
+        raise TrainingStopped(f"training finished but --output {settings.output} was written by something else while "
+                              f"this run trained, and is left as it is; the trained model is safe in checkpoint "
+                              f"{saved}: move that folder away and run the same command with --resume") from None
     except (Interrupted, OSError) as err:
         reason = f"interrupted ({err.signal_name})" if isinstance(err, Interrupted) else \
             f"writing the model failed ({err.strerror or err})"
         raise TrainingStopped(f"training finished but {reason}; the trained model is safe in checkpoint {saved}: "
-                              f"run the same command with --resume to evaluate and write it to {settings.output}") from None
+                              f"run the same command with --resume to evaluate and write it to "
+                              f"{settings.output}") from None
 
 
 @dataclass
@@ -228,7 +222,7 @@ class TrainingResult:
     output: str = ""
 
 
-def finish(config, model, trainer, train_pairs, eval_sets, base_metrics, context, echo) -> TrainingResult:
+def finish(config, model, trainer, train_pairs, eval_sets, base_metrics, context, echo, claim=None) -> TrainingResult:
     """After training: the chosen weights, checked finite; the final evaluation; the model folder and its card."""
     settings = config.settings
     chosen_step = trainer.finish_weights()
@@ -268,7 +262,7 @@ def finish(config, model, trainer, train_pairs, eval_sets, base_metrics, context
         extra_files["per_query_changes.jsonl"] = per_query
     if log_path.is_file():
         extra_files["training_log.jsonl"] = log_path.read_text(encoding="utf-8")
-    model.save(settings.output, model_card=card, extra_files=extra_files)
+    model.save(settings.output, model_card=card, extra_files=extra_files, claim=claim)
     out = Path(settings.output)
     if not settings.save_steps:  # the end-of-training checkpoint was only a safeguard; the model folder has it all
         shutil.rmtree(settings.checkpoint_dir, ignore_errors=True)

@@ -51,11 +51,12 @@ class StopSignals:
 
     @contextlib.contextmanager
     def deferred(self):
-        self._deferring = True
+        """Signals only set `requested` inside (nestable)."""
+        outer, self._deferring = self._deferring, True
         try:
             yield self
         finally:
-            self._deferring = False
+            self._deferring = outer
 
 
 __all__ = ["Interrupted", "StopSignals"]

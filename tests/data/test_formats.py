@@ -7,7 +7,7 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from embedder.data import formats as data, stdlib as stdlib_data
+from embedder.data import formats as data, pair_files, stdlib as stdlib_data
 from embedder.errors import UserError
 
 IR = {"questions": {"q1": "What is A?", "q2": "What is B?"}, "corpus": {"p1": "A is a letter.", "p2": "B too."},
@@ -31,18 +31,18 @@ def test_ir_json_jsonl_and_llamaindex_spelling(tmp_path):
 
 
 def test_pair_formats(tmp_path):
-    csv_pairs = data.load_training_file(_write(tmp_path, "p.csv", 'anchor,positive,negative\n"q, 1",p1,n1\nq2,p2,n2\n'))
+    csv_pairs = pair_files.load_training_file(_write(tmp_path, "p.csv", 'anchor,positive,negative\n"q, 1",p1,n1\nq2,p2,n2\n'))
     assert csv_pairs.columns == ("anchor", "positive", "negative") and csv_pairs.rows[0] == ("q, 1", "p1", "n1")
-    tsv = data.load_training_file(_write(tmp_path, "p.tsv", "sentence_0\tsentence_1\nq1\tp1\n"))
+    tsv = pair_files.load_training_file(_write(tmp_path, "p.tsv", "sentence_0\tsentence_1\nq1\tp1\n"))
     assert tsv.rows == [("q1", "p1")]
-    jsonl = data.load_training_file(_write(tmp_path, "p.jsonl", '{"anchor": "q1", "positive": "p1"}\n\n'
+    jsonl = pair_files.load_training_file(_write(tmp_path, "p.jsonl", '{"anchor": "q1", "positive": "p1"}\n\n'
                                                                '{"anchor": "q2", "positive": "p2"}\n'))
     assert jsonl.rows == [("q1", "p1"), ("q2", "p2")]
-    flag = data.load_training_file(_write(tmp_path, "f.jsonl", '{"query": "q", "pos": ["a", "b"], "neg": ["n1", "n2"]}\n'
+    flag = pair_files.load_training_file(_write(tmp_path, "f.jsonl", '{"query": "q", "pos": ["a", "b"], "neg": ["n1", "n2"]}\n'
                                                               '{"query": "r", "pos": ["c"], "neg": ["n3"]}\n'))
     assert flag.columns == ("anchor", "positive", "negative_1")
     assert flag.rows == [("q", "a", "n1"), ("q", "b", "n1"), ("r", "c", "n3")]
-    ir_as_training = data.load_training_file(_write(tmp_path, "ir.json", json.dumps(IR)))
+    ir_as_training = pair_files.load_training_file(_write(tmp_path, "ir.json", json.dumps(IR)))
     assert len(ir_as_training.rows) == 3
 
 
@@ -54,7 +54,7 @@ BAD_INPUTS = [
     ("garbage.json", b"\x89PNG\x00\x01\xfe\xff", "not UTF-8"),
     ("latin1.csv", "anchor,positive\ncaf\xe9,x\n".encode("latin-1"), "not UTF-8 text (bad byte at line 2)"),
     ("nopositive.csv", "anchor,answer\nq,a\n", "missing column 'positive'"),
-    ("emptytext.csv", "anchor,positive\nq1,p1\n ,p2\n", "line 3 column 'anchor' is empty"),
+    ("emptytext.csv", "anchor,positive\n ,p1\n\t,p2\n", "every record has an empty text (line 2, line 3)"),
     ("dupid.json", '{"questions": {"q1": "a", "q1": "b"}, "corpus": {"p": "x"}, "relevant_contexts": {"q1": ["p"]}}',
      "appears twice"),
     ("absent.json", json.dumps(dict(IR, relevant_contexts={"q1": ["nope"]})), "not in corpus"),
@@ -63,6 +63,37 @@ BAD_INPUTS = [
     ("badline.jsonl", '{"anchor": "a", "positive": "b"}\n{"anchor": "c", "positive": }\n', "invalid JSON at line 2"),
     ("headeronly.csv", "anchor,positive\n", "empty"),
 ]
+
+
+def test_records_with_empty_texts_are_skipped_and_counted(tmp_path):
+    """Real RAG sets hold the odd empty chunk: the record is left out and counted; the file is refused only when
+    such records are more than the allowed share (5 % by default)."""
+    csv_path = _write(tmp_path, "p.csv", "anchor,positive\n" + "".join(f"q{i},p{i}\n" for i in range(39)) + "q, \n")
+    pairs = pair_files.load_training_file(csv_path)
+    assert len(pairs.rows) == 39 and pairs.skipped == ["line 41"] and pairs.records == 40
+    assert data.skipped_line(pairs) == f"WARNING: {csv_path}: skipped 1 of 40 records with an empty text (line 41)"
+    with pytest.raises(UserError, match=r"1 of 40 records are unusable .* more than 2%; fix the file, or pass "
+                                        r"--max-skipped-share 0.04"):
+        data.skipped_line(pairs, max_share=0.02)
+    # an IR set: an empty passage, and the two questions about it, which have no other passage
+    ir = {"questions": {f"q{i}": f"question {i}" for i in range(30)},
+          "corpus": {**{f"p{i}": f"passage {i}" for i in range(29)}, "p29": " "},
+          "relevant_contexts": {**{f"q{i}": [f"p{i}"] for i in range(28)}, "q28": ["p29"], "q29": ["p29"]}}
+    ir_path = _write(tmp_path, "ir.json", json.dumps(ir))
+    loaded = data.load_ir(ir_path)
+    assert "q28" not in loaded.queries and "p29" not in loaded.corpus and len(loaded.queries) == 28
+    assert loaded.skipped == ["passage 'p29'", "question 'q28' (its passages are empty)",
+                              "question 'q29' (its passages are empty)"] and loaded.records == 60
+    assert len(pair_files.load_training_file(ir_path).rows) == 28
+    assert data.skipped_line(loaded).startswith(f"WARNING: {ir_path}: skipped 3 of 60 records with an empty text")
+
+
+def test_an_id_of_another_type_is_named_as_such(tmp_path):
+    path = _write(tmp_path, "ir.json", json.dumps({"questions": {"q": "a"}, "corpus": {"0": "b"},
+                                                   "relevant_contexts": {"q": [0]}}))
+    with pytest.raises(UserError, match=r"the ids differ in type: relevant_contexts gives the number 0, the corpus "
+                                        r'keys are strings \("0"\)'):
+        data.load_ir(path)
 
 
 @pytest.mark.parametrize("name,content,message", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
@@ -75,7 +106,7 @@ def test_bad_inputs_are_one_line_user_errors(tmp_path, name, content, message):
     else:
         path = _write(tmp_path, name, content)
     with pytest.raises(UserError) as err:
-        data.load_training_file(path)
+        pair_files.load_training_file(path)
     text = str(err.value)
     assert message in text and str(path) in text and "\n" not in text
 
@@ -85,7 +116,7 @@ def test_bad_inputs_are_one_line_user_errors(tmp_path, name, content, message):
 def test_random_bytes_never_crash_the_readers(tmp_path, raw, suffix):
     path = tmp_path / f"random{suffix}"
     path.write_bytes(raw)
-    for reader in (data.load_training_file, data.load_ir):
+    for reader in (pair_files.load_training_file, data.load_ir):
         try:
             reader(path)
         except UserError:
@@ -105,7 +136,7 @@ def test_random_json_never_crashes_the_readers(tmp_path, value, as_lines):
     text = "\n".join(json.dumps(v) for v in value) if as_lines and isinstance(value, list) else json.dumps(value)
     path = tmp_path / ("random.jsonl" if as_lines else "random.json")
     path.write_text(text, encoding="utf-8")
-    for reader in (data.load_training_file, data.load_ir):
+    for reader in (pair_files.load_training_file, data.load_ir):
         try:
             reader(path)
         except UserError:

@@ -10,8 +10,8 @@ import torch
 from conftest import REPO
 
 import embedder
-from embedder.data.formats import load_training_file
 from embedder.data.mining import mine
+from embedder.data.pair_files import load_training_file
 
 
 def _subset(ir_data_dir, n=30):
