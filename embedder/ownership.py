@@ -73,12 +73,13 @@ class OutputLock:
     refusal line."""
 
     def __init__(self, target: str | Path, flag: str = "--output"):
-        self.target, self.flag, self.file = Path(target).expanduser(), flag, None
+        self.target, self.flag, self.file, self.created = Path(target).expanduser(), flag, None, []
 
     def __enter__(self) -> OutputLock:
         if fcntl is None:
             return self
         path = lock_path(self.target)
+        self.created = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
         path.parent.mkdir(parents=True, exist_ok=True)
         while True:
             self.file = open(path, "a+", encoding="utf-8")
@@ -106,6 +107,11 @@ class OutputLock:
             finally:
                 self.file.close()  # releases the flock
                 self.file = None
+            for folder in self.created:  # the folders the lock made, unless the run has put something in them
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
 
 
 def remove_stale_staging(folder: Path, name: str) -> list[Path]:
