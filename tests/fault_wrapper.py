@@ -15,6 +15,8 @@ Faults (each reproduces, at an exact phase, what a user's machine does at random
   checkpoint is written.
 - sigint-in-last-step-eval: SIGINT while the last step's evaluation runs, inside the training loop.
 - sigint-after-loop: SIGINT after the loop's last look at the signals, before the end-of-training checkpoint.
+- wait-in-final-eval: the run, holding its output, waits in the final evaluation until a file GO appears in its
+  working folder (at most 300 s).
 """
 
 import errno
@@ -76,6 +78,17 @@ def plant(fault: str) -> None:
                 if final:
                     os.kill(os.getpid(), signal.SIGKILL)
             files.swap_in = swap
+    elif fault == "wait-in-final-eval":
+        import time
+        real_evaluate = trainer.Trainer.evaluate
+
+        def evaluate(self):
+            if self.state.step == self.total_steps and not self.model.training:
+                deadline = time.time() + 300
+                while not os.path.exists("GO") and time.time() < deadline:
+                    time.sleep(0.05)
+            return real_evaluate(self)
+        trainer.Trainer.evaluate = evaluate
     elif fault == "folder-at-output-in-final-eval":
         real_evaluate = trainer.Trainer.evaluate
 

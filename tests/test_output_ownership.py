@@ -6,6 +6,7 @@ checkpoint is written, or an interrupt anywhere after step 1, is one line and ke
 a subprocess through train.py, with faults planted at exact phases by tests/fault_wrapper.py."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -48,13 +49,16 @@ def _is_complete_model(folder, max_steps):
 
 def test_a_second_run_on_the_same_output_is_refused_naming_the_first(tiny_bert_folder, data):
     out = data / "model"
-    first = subprocess.Popen([sys.executable, str(REPO / "train.py"), *_args(tiny_bert_folder, data, out)[1:]],
-                             cwd=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen([sys.executable, str(REPO / "tests" / "fault_wrapper.py"), "wait-in-final-eval",
+                              str(REPO / "train.py"), *_args(tiny_bert_folder, data, out)[1:]],
+                             cwd=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
     lock = data / ".model.lock"
     deadline = time.time() + 300
     while not (lock.exists() and lock.read_text().strip()) and time.time() < deadline and first.poll() is None:
         time.sleep(0.02)
-    second = run(_args(tiny_bert_folder, data, out), data)
+    second = run(_args(tiny_bert_folder, data, out), data)  # while the first holds the output (it waits for GO)
+    (data / "GO").write_text("")
     _, first_err = first.communicate(timeout=600)
     assert first.returncode == 0, first_err[-1500:]
     check(second, f"is being written by another run (pid {first.pid})")
@@ -63,6 +67,7 @@ def test_a_second_run_on_the_same_output_is_refused_naming_the_first(tiny_bert_f
     assert np.abs(SentenceTransformer(str(out), device="cpu").encode(texts)
                   - embedder.load(str(out), device="cpu").encode(texts)).max() <= 1e-5  # one model, and it loads in ST
     assert not lock.exists() and _leftovers(data) == []
+    (data / "GO").unlink()
 
 
 def test_a_folder_created_at_the_output_mid_run_survives(tiny_bert_folder, data):

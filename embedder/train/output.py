@@ -39,11 +39,11 @@ def check_output(config: TrainConfig, held: bool = False) -> None:
     once this run holds the output's lock: held=True)."""
     out = Path(config.output)
     if _writes():  # under torchrun one process probes (probes of two would collide)
-        if not held:
-            refuse_if_held(out, "--output")  # another run at work there: said first, whatever else it left there
         inputs = run_inputs(config)
         files.check_output(out, "--output", inputs, siblings=("{name}.checkpoints", ".{name}.lock"))
         files.check_output(config.checkpoint_dir, "--output", inputs)
+        if not held:  # another run at work there: said before what it has left there so far
+            refuse_if_held(out, "--output")
     if out.is_dir() and any(out.iterdir()):
         if not is_model_folder(out):  # a run replaces a model folder (--overwrite, --resume), never other files
             raise UserError(f"--output {out} holds files but no model (no modules.json or config.json); a run only "
