@@ -91,7 +91,8 @@ class OutputLock:
                 self.file.close()
                 self.file = None
                 _refuse(self.target, self.flag, owner)
-            if _identity(path) == (os.fstat(self.file.fileno()).st_dev, os.fstat(self.file.fileno()).st_ino):
+            held = os.fstat(self.file.fileno())
+            if _identity(path) == (held.st_dev, held.st_ino):
                 break  # locked the file that is at the path (an owner that just left unlinks its file)
             self.file.close()
         self.file.seek(0)

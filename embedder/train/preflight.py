@@ -47,10 +47,11 @@ def check_can_learn(config, model, trainer) -> None:
             raise UserError("--train: every batch holds a single pair (the data repeats the same texts, and batches "
                             "hold no text twice), so no query has a negative; add pairs of other passages")
     for flag, prompt in (("--query-prompt", settings.query_prompt), ("--passage-prompt", settings.passage_prompt)):
-        if prompt and model.tokenizer.prompt_length(prompt) + 1 >= config.max_seq_length:
+        tokens = model.tokenizer.prompt_length(prompt) if prompt else 0
+        if prompt and tokens + 1 >= config.max_seq_length:
             raise UserError(f"{flag} {prompt[:40]!r}: it fills max_seq_length {config.max_seq_length} "
-                            f"({model.tokenizer.prompt_length(prompt)} tokens), so every text would be the prompt "
-                            "alone; shorten it or raise --max-seq-length")
+                            f"({tokens} tokens), so every text would be the prompt alone; shorten it or raise "
+                            "--max-seq-length")
 
 
 __all__ = ["check_can_learn", "drop_negatives_equal_to_positives"]
