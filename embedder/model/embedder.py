@@ -17,13 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
 from ..files import write_atomically
 from ..version import __version__
-from . import locate, st_format, weights
+from . import locate, packing, st_format, weights
 from .auto_model import AutoBackbone
 from .encoder import Encoder, EncoderConfig
 from .normalize import Normalize
@@ -31,6 +30,7 @@ from .pooling import Pooling
 from .precision import autocast as precision_autocast
 from .similarity import similarity
 from .tokenizer import TOKENIZER_FILES, TextTokenizer, TokenizerProblem
+from .transfer import to_device
 
 
 def default_device() -> torch.device:
@@ -161,10 +161,20 @@ class Embedder(nn.Module):
             features["prompt_length"] = self.tokenizer.prompt_length(prompt)
         return features
 
+    def plan(self, features: dict) -> dict:
+        """Tokenised features on the host with the hand-written encoder's packing plan for this model's device
+        (key "packing"; embedder/model/packing.py), made here from the CPU attention mask, so the forward reads
+        nothing back from the device. Other backbones need none."""
+        if not isinstance(self.backbone, Encoder):
+            return features
+        return {**features, "packing": packing.plan(features["attention_mask"], packing.max_groups(self.device))}
+
     def forward(self, features: dict) -> torch.Tensor:
-        """Sentence embeddings (B, D) of tokenised features; normalised when the model has a Normalize module."""
+        """Sentence embeddings (B, D) of tokenised features (with a packing plan, see `plan`, or without); normalised
+        when the model has a Normalize module."""
+        extra = {"packed": features["packing"]} if "packing" in features else {}
         token_embeddings = self.backbone(features["input_ids"], features["attention_mask"],
-                                         features.get("token_type_ids"))
+                                         features.get("token_type_ids"), **extra)
         return self.sentence_embedding(token_embeddings, features)
 
     def sentence_embedding(self, token_embeddings: torch.Tensor, features: dict) -> torch.Tensor:
@@ -233,8 +243,8 @@ class Embedder(nn.Module):
         autocast = precision_autocast(device, compute_precision)
         chunks = []
         for start in batches:
-            features = self.tokenize([texts[i] for i in order[start:start + batch_size]], prompt)
-            features = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in features.items()}
+            features = self.plan(self.tokenize([texts[i] for i in order[start:start + batch_size]], prompt))
+            features = to_device(features, device)
             with autocast:
                 embeddings = self(features)
             embeddings = embeddings.float()
@@ -286,35 +296,4 @@ def load(name_or_path: str, device: str | torch.device | None = None) -> Embedde
     return Embedder.load(name_or_path, device)
 
 
-class ColumnEncoder(torch.nn.Module):
-    """Embeds every column of a batch in one call (one DDP forward per step). On the CPU, with the hand-written
-    encoder, the columns also go through the transformer as one batch: padded to the longest, run packed with
-    attention per length group (embedder/model/packing.py, so the short queries are not padded to the passages'
-    length), then pooled each with its own mask and prompt length — the numbers of one forward per column, in
-    larger matrix products."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, columns: list[dict]) -> list[torch.Tensor]:
-        model = self.model
-        if len(columns) == 1 or not isinstance(model.backbone, Encoder) or model.device.type != "cpu" or \
-                len({"token_type_ids" in c for c in columns}) > 1:
-            return [model(features) for features in columns]
-        longest = max(c["input_ids"].shape[1] for c in columns)
-
-        def padded(key, value):
-            return torch.cat([F.pad(c[key], (0, longest - c[key].shape[1]), value=value) for c in columns])
-
-        tokens = model.backbone(padded("input_ids", model.tokenizer.pad_token_id), padded("attention_mask", 0),
-                                padded("token_type_ids", 0) if "token_type_ids" in columns[0] else None)
-        embeddings, start = [], 0
-        for features in columns:
-            rows, length = features["input_ids"].shape
-            embeddings.append(model.sentence_embedding(tokens[start:start + rows, :length], features))
-            start += rows
-        return embeddings
-
-
-__all__ = ["ColumnEncoder", "Embedder", "load"]
+__all__ = ["Embedder", "load"]

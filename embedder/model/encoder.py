@@ -147,17 +147,17 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, packed: list | None = None,
                 recompute: bool = True) -> torch.Tensor:
         """softmax(q kᵀ / √d_head + mask) v per head, then the output projection. x is (B, L, D); or, with packed
-        (a list of packing.Group), the real tokens only (T, D): the projections run on T rows and attention on
-        each length group's own padded view, with the group's mask. recompute: in training, the probabilities are
-        computed again in backward rather than kept (embedder/model/attention.py)."""
+        (a list of (packing.Group, its attention mask)), the real tokens only (T, D): the projections run on T rows
+        and attention on each length group's own padded view, with the group's mask. recompute: in training, the
+        probabilities are computed again in backward rather than kept (embedder/model/attention.py)."""
         qkv = self.qkv(x)  # [q; k; v]
         if packed is None:
             return self.out(self._attend(qkv, mask, *x.shape[:2], recompute))
-        parts = qkv.split([group.end - group.start for group in packed]) if len(packed) > 1 else [qkv]
+        parts = qkv.split([group.end - group.start for group, _ in packed]) if len(packed) > 1 else [qkv]
         contexts = []
-        for group, part in zip(packed, parts):
+        for (group, group_mask), part in zip(packed, parts):
             view = part.new_zeros(group.count * group.length, part.shape[1]).index_copy(0, group.index, part)
-            context = self._attend(view, group.mask, group.count, group.length, recompute)
+            context = self._attend(view, group_mask, group.count, group.length, recompute)
             contexts.append(GatherRows.apply(context.reshape(group.count * group.length, -1), group.index))
         return self.out(torch.cat(contexts) if len(contexts) > 1 else contexts[0])  # (T, D)
 
@@ -250,14 +250,18 @@ class Encoder(nn.Module):
         bias = self.relative_bias(buckets).permute(2, 0, 1).to(dtype)  # (H, L, L), contiguous after masking
         return bias[None].masked_fill(~keep, float("-inf"))
 
-    def forward(self, input_ids, attention_mask, token_type_ids=None, packed: bool = True) -> torch.Tensor:
+    def forward(self, input_ids, attention_mask, token_type_ids=None,
+                packed: bool | packing.Plan = True) -> torch.Tensor:
         """Last hidden state (B, L, D). packed: run the projections, feed-forward blocks and LayerNorms on the real
         tokens only (padding is 20-45 % of a training batch) and attention per length group (embedder/model/packing.py);
-        padding rows come out as zeros. packed=False is the plain padded computation (the same numbers up to float
-        rounding). In training, attention probabilities are kept for backward while they fit the budget of
-        embedder/model/attention.py, else recomputed in backward (always on a GPU)."""
-        keep = attention_mask.bool()
-        if not packed or bool(keep.all()):
+        padding rows come out as zeros. A packing.Plan is the plan made on the host (nothing is then read back
+        from the device); True makes it here from the mask (a copy back to the host when the mask is on a GPU);
+        False is the plain padded computation (the same numbers up to float rounding). In training, attention
+        probabilities are kept for backward while they fit the budget of embedder/model/attention.py, else
+        recomputed in backward (always on a GPU)."""
+        if packed is True:
+            packed = packing.plan(attention_mask, packing.max_groups(input_ids.device))
+        if packed is False or packed.dense:
             x = self.embed(input_ids, token_type_ids)
             mask = self.attention_mask(attention_mask, x.dtype)
             recompute = self.recompute_attention([tuple(input_ids.shape)], input_ids.device)
@@ -265,13 +269,14 @@ class Encoder(nn.Module):
                 x = layer(x, mask, None, recompute)
             return x
         B, L = input_ids.shape
-        max_groups = packing.MAX_GROUPS if input_ids.device.type == "cpu" else 1
         dtype = self.embed_norm.weight.dtype
-        positions, groups = packing.pack(keep, lambda within: self.attention_mask(within, dtype), max_groups)
+        positions = packed.positions
+        groups = [(group, self.attention_mask(group.keep, dtype)) for group in packed.groups]
         x = self.embed(input_ids.reshape(-1)[positions],  # (T, D): the real tokens only
                        token_type_ids.reshape(-1)[positions] if token_type_ids is not None else None,
                        self.position_ids(input_ids).reshape(-1)[positions])
-        recompute = self.recompute_attention([(group.count, group.length) for group in groups], input_ids.device)
+        recompute = self.recompute_attention([(group.count, group.length) for group in packed.groups],
+                                             input_ids.device)
         for layer in self.layers:
             x = layer(x, None, groups, recompute)
         return x.new_zeros(B * L, x.shape[1]).index_copy(0, positions, x).view(B, L, -1)

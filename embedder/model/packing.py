@@ -12,7 +12,9 @@ The groups are chosen by dynamic programming over the sorted lengths l_1 ≤ …
 
 and the fewest groups whose cost is within 10 % of the best with `max_groups` are kept (each group costs a few
 more operator calls). Rows of the packed tensor are ordered group by group, sequence by sequence, token by token;
-`group.index` places a group's rows in its own (n_g · L_g) padded view.
+`group.index` places a group's rows in its own (n_g · L_g) padded view. The plan is made on the host, from the
+tokenizer's CPU attention mask, before the batch goes to the device: on a GPU, the packed forward and backward then
+read nothing back from the device (no synchronisation), and the path is the same on every device.
 """
 
 from __future__ import annotations
@@ -28,13 +30,32 @@ GOOD_ENOUGH = 1.10  # a split into fewer groups is kept when its attention cost 
 @dataclass(frozen=True)
 class Group:
     """One length group: rows [start, end) of the packed tensor, their places `index` in the (count · length)
-    padded view, and that view's attention mask (as Encoder.attention_mask makes it)."""
+    padded view, and which entries of that view are real tokens (`keep`, (count, length) boolean: the encoder makes
+    the view's attention mask from it, on the device)."""
     start: int
     end: int
     index: torch.Tensor
     count: int
     length: int
-    mask: torch.Tensor
+    keep: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one padded batch (B, L) runs packed: `positions`, the flat (B · L) positions of its real tokens in packed
+    order, and its length groups. No groups: no token is padding, and the plain padded computation is the packed
+    one. Made on the host from the tokenizer's attention mask (`plan`), so the forward that uses it reads nothing
+    back from the device; it travels to the device with the batch (embedder/model/transfer.py)."""
+    positions: torch.Tensor | None
+    groups: tuple[Group, ...]
+
+    @property
+    def dense(self) -> bool:
+        return not self.groups
+
+
+def max_groups(device: torch.device) -> int:
+    return MAX_GROUPS if device.type == "cpu" else 1
 
 
 def length_groups(lengths: list[int], max_groups: int = MAX_GROUPS) -> list[list[int]]:
@@ -64,24 +85,27 @@ def length_groups(lengths: list[int], max_groups: int = MAX_GROUPS) -> list[list
     return [order[i:j] for i, j in reversed(bounds)]
 
 
-def pack(keep: torch.Tensor, make_mask, max_groups: int) -> tuple[torch.Tensor, list[Group]]:
-    """For a (B, L) boolean mask of real tokens: the flat (B · L) positions of the real tokens in packed order, and
-    the length groups. A sequence's length is the span up to its last real token (padding is on the right for the
-    seeds' tokenizers, where it is the token count). make_mask(keep (n, L_g)) -> that view's attention mask."""
+def plan(attention_mask: torch.Tensor, max_groups: int = MAX_GROUPS) -> Plan:
+    """The packing plan of a (B, L) attention mask (1 = real token). A sequence's length is the span up to its last
+    real token (padding is on the right for the seeds' tokenizers, where it is the token count). The mask is read
+    on the host: a mask on a GPU is copied back first (a synchronisation; embedder.model.embedder.Embedder.plan
+    makes the plan before the batch goes to the device)."""
+    keep = attention_mask.detach().cpu().bool()
+    if bool(keep.all()):
+        return Plan(None, ())
     B, L = keep.shape
-    lengths = (keep * torch.arange(1, L + 1, device=keep.device)).amax(1)
+    lengths = (keep * torch.arange(1, L + 1)).amax(1)
     positions, groups, start = [], [], 0
     for rows in length_groups(lengths.tolist(), max_groups):
-        rows_tensor = torch.tensor(rows, device=keep.device)
+        rows_tensor = torch.tensor(rows)
         length = int(lengths[rows_tensor].max())
         within = keep[rows_tensor, :length]  # (n, L_g)
-        count = len(rows)
-        flat = (rows_tensor[:, None] * L + torch.arange(length, device=keep.device)[None])[within]
+        flat = (rows_tensor[:, None] * L + torch.arange(length)[None])[within]
         local = within.flatten().nonzero().squeeze(1)
         positions.append(flat)
-        groups.append(Group(start, start + len(flat), local, count, length, make_mask(within)))
+        groups.append(Group(start, start + len(flat), local, len(rows), length, within))
         start += len(flat)
-    return torch.cat(positions), groups
+    return Plan(torch.cat(positions), tuple(groups))
 
 
-__all__ = ["GOOD_ENOUGH", "Group", "MAX_GROUPS", "length_groups", "pack"]
+__all__ = ["GOOD_ENOUGH", "Group", "MAX_GROUPS", "Plan", "length_groups", "max_groups", "plan"]

@@ -7,6 +7,8 @@
 
       step 40/150 (epoch 1.33): loss 0.8123, 10.5 pairs/s, elapsed 1m20s, ETA 3m40s
 
+  The loss is the mean of the last logging window (`logging_steps`; read back from the device only then).
+
   pairs/s = batch size x steps done in this process / seconds since its first step; ETA = the steps left at that
   rate. Both can hold at once (stdout to a file, stderr to a terminal).
 """
@@ -53,10 +55,12 @@ class Progress:
         else:
             self.echo(*args, **kwargs)
 
-    def update(self, step: int, loss: float, epoch: float) -> None:
+    def update(self, step: int, loss: float | None, epoch: float) -> None:
+        """loss: the mean of the last logging window (read from the device only at logging steps); None before."""
+        shown = "-" if loss is None else f"{loss:.4f}"
         if self.bar is not None:
             self.bar.update(step - self.bar.n)
-            self.bar.set_postfix(loss=f"{loss:.4f}", epoch=epoch)
+            self.bar.set_postfix(loss=shown, epoch=epoch)
         now = time.monotonic()
         due = step - self.last_step >= self.every_steps or now - self.last_line >= self.every_seconds \
             or step == self.total
@@ -64,7 +68,7 @@ class Progress:
             elapsed = now - self.started
             rate = (step - self.initial) / elapsed if elapsed > 0 else 0.0
             eta = (self.total - step) / rate if rate > 0 else 0.0
-            self.echo(f"step {step}/{self.total} (epoch {epoch:.2f}): loss {loss:.4f}, "
+            self.echo(f"step {step}/{self.total} (epoch {epoch:.2f}): loss {shown}, "
                       f"{rate * self.batch_size:.1f} pairs/s, elapsed {_clock(elapsed)}, ETA {_clock(eta)}")
             self.last_step, self.last_line = step, now
 

@@ -102,10 +102,11 @@ def barrier(context: Context) -> None:
         dist.barrier()
 
 
-def broadcast_flag(flag: bool, context: Context) -> bool:
-    """Rank 0's decision, for every rank (e.g. stop after an interrupt)."""
+def broadcast_flag(flag: bool, context: Context, device: torch.device | None = None) -> bool:
+    """Rank 0's decision, for every rank (e.g. stop after an interrupt). device: the process's device (NCCL
+    broadcasts only CUDA tensors); the result is read back, a synchronisation."""
     if not context.enabled:
         return flag
-    value = torch.tensor([1 if flag else 0])
+    value = torch.tensor([1 if flag else 0], device=device)
     dist.broadcast(value, src=0)
     return bool(value.item())

@@ -27,42 +27,41 @@ def _set_rng_state(state, device: torch.device) -> None:
         torch.cuda.set_rng_state(state[1], device)
 
 
-def _starts(features: dict, size: int) -> range:
-    """Where each mini-batch starts; one (empty) mini-batch for no rows, so every process runs the same passes."""
-    return range(0, max(features["input_ids"].shape[0], 1), size)
+def split(features: dict, size: int) -> list[dict]:
+    """A column's features in mini-batches of `size` rows, on the host (each gets its own packing plan there);
+    one (empty) mini-batch for no rows, so every process runs the same passes."""
+    starts = range(0, max(features["input_ids"].shape[0], 1), size)
+    return [{k: v[start:start + size] if torch.is_tensor(v) and v.dim() > 0 else v for k, v in features.items()}
+            for start in starts]
 
 
-def _chunks(features: dict, size: int):
-    for start in _starts(features, size):
-        yield {k: v[start:start + size] if torch.is_tensor(v) and v.dim() > 0 else v for k, v in features.items()}
-
-
-def cached_forward_backward(model, columns: list[dict], loss_of_embeddings, mini_batch_size: int, autocast,
-                            scale_loss=lambda loss: loss, no_sync=contextlib.nullcontext,
-                            all_finite=lambda loss: bool(torch.isfinite(loss))) -> torch.Tensor:
+def cached_forward_backward(model, mini_batches: list[list[dict]], loss_of_embeddings, autocast,
+                            scale_loss=lambda loss: loss, no_sync=contextlib.nullcontext) -> torch.Tensor:
     """Loss of the whole batch, with gradients accumulated in the model; returns the detached loss.
 
-    columns: padded features per column; loss_of_embeddings(list of (B, D) tensors) -> scalar;
-    scale_loss: the GradScaler's scale(); no_sync: DDP's no_sync (all but the last backward skip the all-reduce);
-    all_finite: whether the loss is finite (on every process). A non-finite loss is returned without touching the
-    gradients, so the caller can skip the step."""
-    device = columns[0]["input_ids"].device
+    mini_batches: each column's mini-batches (`split`), on the device; loss_of_embeddings(list of (B, D) tensors)
+    -> scalar; scale_loss: the GradScaler's scale(); no_sync: DDP's no_sync (all but the last backward skip the
+    all-reduce). Nothing is read back from the device: a non-finite loss gives non-finite gradients, and the
+    caller skips that update on the device (embedder/train/trainer.py)."""
+    device = mini_batches[0][0]["input_ids"].device
     states, cached = [], []
     with torch.no_grad():
-        for features in columns:
+        for column in mini_batches:
             pieces = []
-            for chunk in _chunks(features, mini_batch_size):
+            for chunk in column:
                 states.append(_rng_state(device))
                 with autocast:
                     pieces.append(model(chunk).float())
             cached.append(torch.cat(pieces).requires_grad_(True))
     loss = loss_of_embeddings(cached)
-    if not all_finite(loss):
-        return loss.detach()
     scale_loss(loss).backward()
     grads = [embeddings.grad for embeddings in cached]
-    chunks = [(col, start, chunk) for col, features in enumerate(columns)
-              for start, chunk in zip(_starts(features, mini_batch_size), _chunks(features, mini_batch_size))]
+    chunks = []
+    for col, column in enumerate(mini_batches):
+        start = 0
+        for chunk in column:
+            chunks.append((col, start, chunk))
+            start += chunk["input_ids"].shape[0]
     after = _rng_state(device)
     for index, ((col, start, chunk), state) in enumerate(zip(chunks, states)):
         _set_rng_state(state, device)

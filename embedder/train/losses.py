@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model.similarity import cos_sim
+from ..model.transfer import copy_to
 from . import distributed
 from .collator import Batch
 
@@ -129,7 +130,7 @@ def loss_function(batch: Batch, config, context: distributed.Context):
         mask = None
         if config.settings.mask_duplicates:
             ids = batch.text_ids if gather else batch.text_ids[local_rows]
-            mask = duplicate_mask(ids[:, 1:].T.reshape(-1), anchors.shape[0], offset).to(anchors.device)
+            mask = copy_to(duplicate_mask(ids[:, 1:].T.reshape(-1), anchors.shape[0], offset), anchors.device)
         margin = config.settings.mask_false_negatives
         if config.dims:
             return matryoshka_loss(anchors, candidates, config.dims, config.weights, config.settings.scale, mask,

@@ -5,6 +5,7 @@ When weight decay > 0 it never applies to biases, LayerNorm weights and MPNet's 
 every parameter lands in exactly one group. It is torch's AdamW, its methods called without the wrappers that
 import torch._dynamo on first use (a guard for torch.compile, which embedder does not use; the import is 0.9 s of
 a 15 s fine-tune on 2 cores): `step` runs under torch.no_grad() as torch's wrapper sets it; the update is torch's.
+A step whose loss or gradients are not finite is skipped by the kernel itself (`step_unless`).
 
 Linear schedule with warmup W over T optimiser steps, the multiplier used *at* step s (0-based), as transformers'
 get_linear_schedule_with_warmup gives it:
@@ -65,6 +66,21 @@ def make_optimizer(model: nn.Module, lr: float = 5e-5, weight_decay: float = 0.0
     # 2 cores, all-MiniLM-L6-v2's 49 -> 11 ms, the same update as the default for-each kernels
     fused = next(model.parameters()).device.type in ("cuda", "cpu")
     return AdamW(parameter_groups(model, weight_decay), lr=lr, betas=betas, eps=eps, fused=True if fused else None)
+
+
+def step_unless(optimizer: torch.optim.Optimizer, skip: torch.Tensor) -> None:
+    """optimizer.step(), except where `skip` (a boolean scalar on the parameters' device) is true — decided on the
+    device: torch's fused AdamW takes the flag as GradScaler hands it over (`found_inf`) and then leaves weights,
+    moments and step counts as they were; nothing is read back. Another optimiser reads the flag on the host."""
+    if not optimizer.defaults.get("fused"):
+        if not bool(skip):
+            optimizer.step()
+        return
+    optimizer.grad_scale, optimizer.found_inf = None, skip.to(torch.float32)
+    try:
+        optimizer.step()
+    finally:
+        del optimizer.grad_scale, optimizer.found_inf
 
 
 def warmup_steps(total_steps: int, warmup_ratio: float = 0.0, steps: int | None = None) -> int:

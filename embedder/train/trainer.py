@@ -4,9 +4,14 @@ One step, in order:
   1. lr ← base_lr · lr_multiplier(step)                             (optim.py)
   2. embed each column of the batch (anchors, positives, negatives) under the run's autocast (precision.py)
   3. loss in float32: Σ_d w_d · MNRL(truncate_d(anchors), truncate_d(candidates))  (losses.py)
-  4. a non-finite loss skips the step; `max_bad_steps` in a row stop the run (the last checkpoint stays good)
-  5. scaled backward (GradScaler, active for fp16 only) → unscale → clip to max_grad_norm → AdamW step
+  4. scaled backward (GradScaler, active for fp16 only) → unscale → clip to max_grad_norm → AdamW step, skipped
+     by the fused kernel when the loss or the gradient norm is not finite (decided on the device, optim.py)
+  5. the loss and skipped steps counted on the device (health.py), read at logging / evaluation / checkpoint steps:
+     `max_bad_steps` in a row stop the run there (the last checkpoint stays good)
   6. log / evaluate (tracking.py) / checkpoint (checkpoints.py) at their intervals
+The step reads nothing back from the device: the batch is prepared on the host (collator.py, packing plans
+included) and copied asynchronously from pinned memory on CUDA, so the host prepares the next batch while the GPU
+runs this one.
 Weights stay float32 throughout. Batches come from batching.py (seeded by seed and epoch), so a run resumed from a
 checkpoint replays the same batches, dropout masks included (the RNG state is in the checkpoint). Under torchrun
 each process embeds its slice of the global batch and the candidates are gathered (distributed.py); with
@@ -16,7 +21,6 @@ each process embeds its slice of the global batch and the candidates are gathere
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -24,12 +28,13 @@ import torch
 
 from ..data import batching
 from ..errors import UserError
-from ..model.embedder import ColumnEncoder
+from ..model.column_encoder import ColumnEncoder, EncoderInput
 from ..model.precision import autocast
 from . import distributed, gradcache, optim
 from .checkpoints import RunStore
 from .collator import Batch, collate
 from .config import RunConfig
+from .health import StepHealth
 from .losses import loss_function
 from .stop_signals import StopSignals
 from .tracking import BestModelTracker
@@ -175,56 +180,78 @@ class Trainer:
         return self.tracker.finish(self.model, self.state)
 
     # ----- the step ------------------------------------------------------------------------------------------
-    def all_finite(self, loss: torch.Tensor) -> bool:
-        """Whether the loss is finite on every process (they must skip a step together)."""
-        finite = torch.isfinite(loss.detach()).to(torch.int32).reshape(1)
-        if self.context.enabled:
-            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-        return bool(finite.item())
-
-    def forward_backward(self, batch: Batch) -> tuple[torch.Tensor, bool]:
-        """This process's loss of the batch, with gradients accumulated (unless it is not finite somewhere). The
-        backward runs on loss · weight, this process's share under torchrun (losses.loss_function)."""
+    def forward_backward(self, batch: Batch) -> torch.Tensor:
+        """This process's loss of the batch (detached), with gradients accumulated. The backward runs on
+        loss · weight, this process's share under torchrun (losses.loss_function); also when the loss is not
+        finite (its update is then skipped on the device, see `step`)."""
         loss_of, weight = loss_function(batch, self.config, self.context)
         encoder = self.ddp or self.encoder
-        if self.settings.mini_batch_size:
+
+        def scaled(loss):
+            return self.scaler.scale(loss * weight)
+
+        if batch.mini_batches is not None:
             no_sync = self.ddp.no_sync if self.ddp is not None else contextlib.nullcontext
-            loss = gradcache.cached_forward_backward(
-                lambda features: encoder([features])[0], batch.columns, loss_of, self.settings.mini_batch_size,
-                self.autocast, scale_loss=lambda loss: self.scaler.scale(loss * weight), no_sync=no_sync,
-                all_finite=self.all_finite)
-            return loss, self.all_finite(loss)
+            return gradcache.cached_forward_backward(
+                lambda features: encoder(EncoderInput([features]))[0], batch.mini_batches, loss_of, self.autocast,
+                scale_loss=scaled, no_sync=no_sync)
         with self.autocast:
             embeddings = encoder(batch.columns)
         loss = loss_of(embeddings)
-        if not self.all_finite(loss):
-            return loss.detach(), False
-        self.scaler.scale(loss * weight).backward()
-        return loss.detach(), True
+        scaled(loss).backward()
+        return loss.detach()
 
-    def step(self, batch: Batch) -> tuple[float, float]:
-        settings, state = self.settings, self.state
-        lr = settings.lr * optim.lr_multiplier(state.step, self.total_steps, self.warmup)
+    def bad_step(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> torch.Tensor:
+        """Whether the step must be skipped, as a boolean on the device: its loss is not finite on some process
+        (or, without a GradScaler, which handles fp16 overflow itself, its gradient norm is not finite)."""
+        bad = ~torch.isfinite(loss)
+        if not self.scaler.is_enabled():
+            bad = bad | ~torch.isfinite(grad_norm)
+        if self.context.enabled:  # every process skips the same steps
+            flag = bad.to(torch.int32).reshape(1)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            bad = flag[0].bool()
+        return bad
+
+    def step(self, batch: Batch) -> float:
+        """One optimiser step on a batch already on the device; nothing is read back from it (the loss and the
+        skipped steps are counted there, health.py). Returns the learning rate used."""
+        settings = self.settings
+        lr = settings.lr * optim.lr_multiplier(self.state.step, self.total_steps, self.warmup)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        loss, finite = self.forward_backward(batch)
-        if not finite:
-            self.optimizer.zero_grad(set_to_none=True)
-            state.bad_steps += 1
-            if state.bad_steps >= settings.max_bad_steps:
-                kept = self.store.latest()
-                where = f"; the last good checkpoint is {kept[1]}" if kept else ""
-                raise TrainingStopped(f"the loss was NaN/inf for {state.bad_steps} steps in a row at step {state.step}"
-                                      f"{where}; lower --lr or use --precision fp32")
-            return float("nan"), lr
-        state.bad_steps = 0
-        state.finite_steps += 1
+        loss = self.forward_backward(batch)
         self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), settings.max_grad_norm)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), settings.max_grad_norm)
+        bad = self.bad_step(loss, grad_norm)
+        if self.scaler.is_enabled():  # fp16: the fused AdamW gets the scaler's overflow flag, on the device
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            optim.step_unless(self.optimizer, bad)
         self.optimizer.zero_grad(set_to_none=True)
-        return loss.item(), lr
+        self.health.record(self.state.step, loss, bad)
+        return lr
+
+    def read_health(self, log_lr: float | None = None, final: bool = False) -> None:
+        """Read what the steps left on the device (health.py; on a GPU the loop's only synchronisation): report
+        newly skipped steps, stop after max_bad_steps in a row (naming the last good checkpoint), and at logging
+        steps (log_lr given) or at the end log the mean loss of the finite steps since the last log."""
+        state, reading = self.state, self.health.read(reset_window=log_lr is not None or final)
+        state.bad_steps, state.finite_steps = reading.in_a_row, reading.finite
+        if reading.skipped > self.skips_reported:
+            self.echo(f"warning: {reading.skipped - self.skips_reported} step(s) up to step {state.step} skipped: the "
+                      "loss was NaN/inf; the weights were not updated")
+            self.skips_reported = reading.skipped
+        if reading.stopped_at is not None:
+            kept = self.store.latest()
+            where = f"; the last good checkpoint is {kept[1]}" if kept else ""
+            raise TrainingStopped(f"the loss was NaN/inf for {self.settings.max_bad_steps} steps in a row at step "
+                                  f"{reading.stopped_at}{where}; lower --lr or use --precision fp32")
+        if reading.mean_loss is not None and (log_lr is not None or final):
+            self.shown_loss = reading.mean_loss
+            entry = {"step": state.step, "epoch": self.epoch_fraction(), "loss": reading.mean_loss}
+            self.store.log(entry if log_lr is None else {**entry, "lr": log_lr})
 
     # ----- the loop ------------------------------------------------------------------------------------------
     def run(self, progress=None, step_hook=None, stop: StopSignals | None = None) -> None:
@@ -242,48 +269,47 @@ class Trainer:
     def _run(self, progress, step_hook, stop: StopSignals) -> None:
         settings, state = self.settings, self.state
         self.model.train()
-        pad_id = self.model.tokenizer.pad_token_id
-        running, count = 0.0, 0
+        self.health = StepHealth(self.device, settings.max_bad_steps, state.bad_steps, state.finite_steps)
+        self.skips_reported, self.shown_loss = 0, None
         with stop.deferred():
             while state.epoch < settings.epochs and state.step < self.total_steps:
                 batches = self.epoch_batches(state.epoch)
                 while state.batch_in_epoch < len(batches) and state.step < self.total_steps:
                     set_index, rows = batches[state.batch_in_epoch]
                     started = time.perf_counter()
-                    batch = collate(self.train_sets[set_index], rows, pad_id, self.prompt_lengths,
-                                               self.device, self.context)
-                    loss, lr = self.step(batch)
+                    batch = collate(self.train_sets[set_index], rows, self.encoder, self.prompt_lengths,
+                                    self.context, settings.mini_batch_size).to(self.device)
+                    lr = self.step(batch)
                     state.step_seconds += time.perf_counter() - started
                     state.pairs += len(rows)
                     state.step += 1
                     state.batch_in_epoch += 1
-                    if math.isfinite(loss):
-                        running, count = running + loss, count + 1
                     if step_hook is not None:
                         step_hook(state.step)
+                    if state.step % settings.logging_steps == 0:
+                        self.read_health(log_lr=lr)
                     if progress is not None:
-                        progress.update(state.step, loss, self.epoch_fraction())
-                    if state.step % settings.logging_steps == 0 and count:
-                        self.store.log({"step": state.step, "epoch": self.epoch_fraction(), "loss": running / count,
-                                        "lr": lr})
-                        running, count = 0.0, 0
+                        progress.update(state.step, self.shown_loss, self.epoch_fraction())
                     at_epoch_end = state.batch_in_epoch == len(batches)
                     at_run_end = state.step == self.total_steps  # --max-steps may stop mid-epoch: score that model too
                     if self.tracker.evaluators and (at_epoch_end or at_run_end
                                                     or (settings.eval_steps and state.step % settings.eval_steps == 0)):
+                        self.read_health()
                         self.evaluate_and_track()
                     if at_epoch_end:
                         state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-                    if settings.save_steps and state.step % settings.save_steps == 0 and not state.bad_steps:
-                        self.save_checkpoint()  # never right after a skipped (non-finite) step
-                    if distributed.broadcast_flag(bool(stop.requested), self.context):
+                    if settings.save_steps and state.step % settings.save_steps == 0:
+                        self.read_health()
+                        if not state.bad_steps:
+                            self.save_checkpoint()  # never right after a skipped (non-finite) step
+                    if distributed.broadcast_flag(bool(stop.requested), self.context, self.device):
+                        self.read_health()
                         folder = self.save_checkpoint()
                         raise TrainingStopped(f"interrupted at step {state.step} ({stop.requested or 'on rank 0'}): "
                                               f"checkpoint saved to {folder}; continue with --resume")
                     if at_epoch_end:
                         break
-        if count:
-            self.store.log({"step": state.step, "epoch": self.epoch_fraction(), "loss": running / count})
+        self.read_health(final=True)
         self.model.eval()
 
 

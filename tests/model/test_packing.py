@@ -2,7 +2,7 @@
 
 import torch
 
-from embedder.model.packing import length_groups, pack
+from embedder.model.packing import length_groups, plan
 
 
 def test_length_groups_by_hand():
@@ -20,12 +20,13 @@ def test_length_groups_by_hand():
 
 def test_pack_orders_rows_by_group_and_places_them():
     keep = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.bool)
-    positions, groups = pack(keep, lambda within: within, max_groups=2)
+    made = plan(keep, max_groups=2)
+    positions, groups = made.positions, made.groups
     # lengths 3, 5, 1: sorted 1, 3, 5; {1,3}{5}: 2·9 + 25 = 43; {1}{3,5}: 1 + 50 = 51; one group 75
     assert [(g.count, g.length) for g in groups] == [(2, 3), (1, 5)]
     assert positions.tolist() == [10, 0, 1, 2, 5, 6, 7, 8, 9]  # row 2's token, row 0's three, row 1's five
     assert groups[0].index.tolist() == [0, 3, 4, 5] and groups[1].index.tolist() == [0, 1, 2, 3, 4]
-    assert groups[0].mask.tolist() == [[True, False, False], [True, True, True]]
+    assert groups[0].keep.tolist() == [[True, False, False], [True, True, True]]
 
 
 def _columns(model, texts_per_column, prompt_lengths):
@@ -42,7 +43,7 @@ def test_one_forward_for_all_columns_equals_one_per_column(tiny_bert_folder, mpn
     """The CPU training step embeds anchors, positives and negatives in one packed forward: the embeddings and
     the gradients equal one forward per column (fp32, no dropout), prompts excluded from pooling included."""
     import embedder
-    from embedder.model.embedder import ColumnEncoder
+    from embedder.model.column_encoder import ColumnEncoder
     texts = [["q: short", "q: a somewhat longer question about things?"],
              ["a passage " * 30, "another passage, shorter"], ["a hard negative " * 12, "x"]]
     for folder in (tiny_bert_folder, mpnet_folder):
@@ -50,7 +51,8 @@ def test_one_forward_for_all_columns_equals_one_per_column(tiny_bert_folder, mpn
         model.pooling.include_prompt = False
         columns = _columns(model, texts, [3, None, None])
         results = []
-        for forward in (ColumnEncoder(model).forward, lambda cs: [model(c) for c in cs]):
+        encoder = ColumnEncoder(model)
+        for forward in (lambda cs: encoder(encoder.inputs(cs)), lambda cs: [model(c) for c in cs]):
             model.zero_grad()
             embeddings = forward(columns)
             sum((e * torch.arange(e.numel()).view_as(e).sin()).sum() for e in embeddings).backward()
@@ -60,3 +62,8 @@ def test_one_forward_for_all_columns_equals_one_per_column(tiny_bert_folder, mpn
         assert ours_grads.keys() == reference_grads.keys()
         for name in reference_grads:
             assert torch.allclose(ours_grads[name], reference_grads[name], atol=1e-5, rtol=1e-4), name
+
+
+def test_a_batch_without_padding_runs_the_plain_computation():
+    assert plan(torch.ones(3, 4, dtype=torch.long)).dense  # every token real: no groups, no gather
+    assert not plan(torch.tensor([[1, 1], [1, 0]])).dense

@@ -66,6 +66,32 @@ def test_persistent_nan_stops_with_the_last_good_checkpoint(tiny_bert_folder, tm
     assert state["step"] == 4 and all(torch.isfinite(t).all() for t in weights.values())
 
 
+def test_a_nan_step_is_skipped_reported_and_the_run_goes_on(tiny_bert_folder, tmp_path, monkeypatch):
+    """One NaN step: decided on the device, the update skipped, reported at the next logging step; the logged
+    losses stay finite and the model is written."""
+    real = trainer.loss_function
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        loss_of, weight = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            return (lambda embeddings: loss_of(embeddings) * float("nan")), weight
+        return loss_of, weight
+
+    monkeypatch.setattr(trainer, "loss_function", poisoned)
+    lines = []
+    config = TrainConfig(base=str(tiny_bert_folder), train=(str(_pairs(tmp_path)),), eval=(),
+                         output=str(tmp_path / "model"), epochs=1, batch_size=8, matryoshka_dims=None, logging_steps=4)
+    result = train(config, echo=lambda *a, **k: lines.append(" ".join(map(str, a))))
+    assert [line for line in lines if line.startswith("warning")] == \
+        ["warning: 1 step(s) up to step 4 skipped: the loss was NaN/inf; the weights were not updated"]
+    log = [json.loads(line) for line in (tmp_path / "model" / "training_log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in log if "loss" in entry] == [4, 8] and all(
+        torch.isfinite(torch.tensor(entry["loss"])) for entry in log if "loss" in entry)
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+
+
 def test_save_total_limit_keeps_the_newest(tiny_bert_folder, tmp_path):
     config = TrainConfig(base=str(tiny_bert_folder), train=(str(_pairs(tmp_path, 40)),), eval=(),
                          output=str(tmp_path / "model"), epochs=1, batch_size=8, matryoshka_dims=None, save_steps=1,

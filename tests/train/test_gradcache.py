@@ -40,7 +40,8 @@ def test_cached_equals_uncached(tiny_bert_no_dropout, dims, with_negative):
     model.zero_grad(set_to_none=True)
 
     torch.manual_seed(7)
-    cached = gradcache.cached_forward_backward(model, columns, loss_of, mini_batch_size=5,
+    mini_batches = [[model.plan(chunk) for chunk in gradcache.split(features, 5)] for features in columns]
+    cached = gradcache.cached_forward_backward(model, mini_batches, loss_of,
                                                autocast=autocast(torch.device("cpu"), "fp32"))
     got = _gradients(model)
     assert abs(cached.item() - plain.item()) <= 1e-5
@@ -54,13 +55,14 @@ def test_dropout_masks_are_replayed(tiny_bert_folder):
     columns = [model.tokenize(ANCHORS), model.tokenize(POSITIVES)]
     loss_of = _loss((32, 8))
     torch.manual_seed(11)  # reference: the same mini-batches, in the same order, with the graph kept
-    embeddings = [torch.cat([model(chunk) for chunk in gradcache._chunks(features, 5)]) for features in columns]
+    embeddings = [torch.cat([model(chunk) for chunk in gradcache.split(features, 5)]) for features in columns]
     reference = loss_of(embeddings)
     reference.backward()
     expected = _gradients(model)
     model.zero_grad(set_to_none=True)
     torch.manual_seed(11)
-    cached = gradcache.cached_forward_backward(model, columns, loss_of, 5, autocast(torch.device("cpu"), "fp32"))
+    mini_batches = [[model.plan(chunk) for chunk in gradcache.split(features, 5)] for features in columns]
+    cached = gradcache.cached_forward_backward(model, mini_batches, loss_of, autocast(torch.device("cpu"), "fp32"))
     assert abs(cached.item() - reference.item()) <= 1e-5
     for name, grad in _gradients(model).items():
         assert torch.allclose(grad, expected[name], atol=1e-5), name

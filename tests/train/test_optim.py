@@ -125,3 +125,27 @@ def test_a_fine_tune_does_not_import_torch_dynamo(tiny_bert_folder, tmp_path, bu
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == f"{budget == '0'} False"
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_skipped_step_leaves_weights_moments_and_count(fused):
+    """step_unless(skip=True) changes nothing; skip=False is exactly optimizer.step() (the same kernel)."""
+    torch.manual_seed(0)
+    start = torch.randn(5, 3)
+    grads = [torch.randn(5, 3), torch.randn(5, 3)]
+    ours, reference = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    opt = optim.AdamW([ours], lr=0.1, fused=fused or None)
+    ref = optim.AdamW([reference], lr=0.1, fused=fused or None)
+    ours.grad, reference.grad = grads[0].clone(), grads[0].clone()
+    optim.step_unless(opt, torch.tensor(False))
+    ref.step()
+    assert torch.equal(ours, reference)
+    kept = {k: v.clone() for k, v in opt.state[ours].items()}
+    ours.grad = torch.full((5, 3), float("nan"))
+    optim.step_unless(opt, torch.tensor(True))  # a NaN step: nothing moves, the step count included
+    assert torch.equal(ours, reference) and all(torch.equal(opt.state[ours][k], v) for k, v in kept.items())
+    assert float(opt.state[ours]["step"]) == 1.0
+    ours.grad, reference.grad = grads[1].clone(), grads[1].clone()
+    optim.step_unless(opt, torch.tensor(False))
+    ref.step()  # the second real step equals the reference's second: the skipped one left no trace
+    assert torch.equal(ours, reference)
