@@ -39,7 +39,7 @@ def rows_from_records(records: list, path) -> PairDataset:
     if first is None:
         raise UserError(f"{path}: records must be JSON objects with anchor/positive or query/pos fields")
     if "query" in first and "pos" in first:  # FlagEmbedding
-        negatives = [len(r.get("neg") or []) for r in records if isinstance(r, dict)]
+        negatives = [len(r["neg"]) if isinstance(r.get("neg"), list) else 0 for r in records if isinstance(r, dict)]
         n_neg = min(negatives) if negatives else 0
         rows, skipped = [], []
         for number, record in enumerate(records, start=1):

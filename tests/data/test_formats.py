@@ -62,6 +62,8 @@ BAD_INPUTS = [
     ("nokey.json", json.dumps({"questions": {"q": "a"}, "corpus": {"p": "b"}}), "missing key 'relevant_contexts'"),
     ("badline.jsonl", '{"anchor": "a", "positive": "b"}\n{"anchor": "c", "positive": }\n', "invalid JSON at line 2"),
     ("headeronly.csv", "anchor,positive\n", "empty"),
+    ("negbool.json", json.dumps({"query": None, "pos": None, "neg": True}), "lacks 'query' or a 'pos' list"),
+    ("negtext.jsonl", json.dumps({"query": "q", "pos": ["p"], "neg": "n"}), "'neg' that is not a list"),
 ]
 
 
