@@ -237,7 +237,8 @@ class Trainer:
         """Read what the steps left on the device (health.py; on a GPU the loop's only synchronisation): report
         newly skipped steps, stop after max_bad_steps in a row (naming the last good checkpoint), and at logging
         steps (log_lr given) or at the end log the mean loss of the finite steps since the last log."""
-        state, reading = self.state, self.health.read(reset_window=log_lr is not None or final)
+        logging = log_lr is not None or final
+        state, reading = self.state, self.health.read(reset_window=logging)
         state.bad_steps, state.finite_steps = reading.in_a_row, reading.finite
         if reading.skipped > self.skips_reported:
             self.echo(f"warning: {reading.skipped - self.skips_reported} step(s) up to step {state.step} skipped: the "
@@ -248,7 +249,7 @@ class Trainer:
             where = f"; the last good checkpoint is {kept[1]}" if kept else ""
             raise TrainingStopped(f"the loss was NaN/inf for {self.settings.max_bad_steps} steps in a row at step "
                                   f"{reading.stopped_at}{where}; lower --lr or use --precision fp32")
-        if reading.mean_loss is not None and (log_lr is not None or final):
+        if logging and reading.mean_loss is not None:
             self.shown_loss = reading.mean_loss
             entry = {"step": state.step, "epoch": self.epoch_fraction(), "loss": reading.mean_loss}
             self.store.log(entry if log_lr is None else {**entry, "lr": log_lr})
