@@ -12,9 +12,13 @@
 
 import importlib
 
-from .errors import UserError
-from .model.embedder import Embedder, load
-from .version import __version__
+from . import runtime
+
+runtime.configure_openmp()  # before torch loads (embedder/runtime.py)
+
+from .errors import UserError  # noqa: E402
+from .model.embedder import Embedder, load  # noqa: E402
+from .version import __version__  # noqa: E402
 
 _TRAINING = {"fit": "train.run", "TrainingResult": "train.run", "TrainConfig": "train.config"}
 

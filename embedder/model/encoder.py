@@ -156,7 +156,7 @@ class SelfAttention(nn.Module):
         parts = qkv.split([group.end - group.start for group, _ in packed]) if len(packed) > 1 else [qkv]
         contexts = []
         for (group, group_mask), part in zip(packed, parts):
-            view = part.new_zeros(group.count * group.length, part.shape[1]).index_copy(0, group.index, part)
+            view = part.new_zeros(group.count * group.length, part.shape[1]).index_copy_(0, group.index, part)
             context = self._attend(view, group_mask, group.count, group.length, recompute)
             contexts.append(GatherRows.apply(context.reshape(group.count * group.length, -1), group.index))
         return self.out(torch.cat(contexts) if len(contexts) > 1 else contexts[0])  # (T, D)
@@ -248,7 +248,7 @@ class Encoder(nn.Module):
         L = attention_mask.shape[1]
         buckets = relative_position_buckets(L, self.config.relative_buckets, device=attention_mask.device)
         bias = self.relative_bias(buckets).permute(2, 0, 1).to(dtype)  # (H, L, L), contiguous after masking
-        return bias[None].masked_fill(~keep, float("-inf"))
+        return torch.where(keep, bias[None], float("-inf"))  # one pass forward and backward
 
     def forward(self, input_ids, attention_mask, token_type_ids=None,
                 packed: bool | packing.Plan = True) -> torch.Tensor:
@@ -279,4 +279,4 @@ class Encoder(nn.Module):
                                              input_ids.device)
         for layer in self.layers:
             x = layer(x, None, groups, recompute)
-        return x.new_zeros(B * L, x.shape[1]).index_copy(0, positions, x).view(B, L, -1)
+        return x.new_zeros(B * L, x.shape[1]).index_copy_(0, positions, x).view(B, L, -1)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from .. import files
+from .. import files, runtime
 from ..data import batching, specs as data_specs
 from ..data.formats import skipped_line
 from ..data.specs import overlap_warnings
@@ -124,6 +124,8 @@ def _prepare(settings, train_pairs, eval_sets, context, device):
     every check that needs the model happens here."""
     torch.manual_seed(settings.seed + context.rank)  # dropout masks differ between processes
     model = load(settings.base, device=device)
+    if model.device.type == "cpu":
+        runtime.keep_freed_memory()  # a step's large blocks reused, not faulted in again (embedder/runtime.py)
     config = resolve(settings, model, train_pairs, eval_sets, context)
     model.tokenizer.max_seq_length = config.max_seq_length
     if settings.query_prompt or settings.passage_prompt:

@@ -208,3 +208,29 @@ def test_recomputed_attention_gradients_include_the_additive_mask():
             out.float().square().sum().backward()
             results.append([out, q.grad, k.grad, v.grad, bias.grad])
         assert all(torch.equal(a, b) for a, b in zip(*results))
+
+
+def test_attention_with_a_learned_bias_equals_the_formula_and_its_gradients():
+    """MPNet's path: a full (B, H, L, L) additive mask that needs a gradient (the relative bias) goes into the
+    scores' GEMM (baddbmm); output and the gradients of q, k, v and the bias equal the plain formula's
+    softmax(q kᵀ / √d + mask), dropped entries zeroed, times v / keep rate, element for element."""
+    from embedder.model.attention import attention_with_dropout
+    from embedder.model.dropout import drop_mask
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 9, 8, requires_grad=True) for _ in range(3))
+    bias = torch.randn(4, 9, 9, requires_grad=True)
+    keep = torch.ones(2, 1, 1, 9, dtype=torch.bool)
+    keep[1, ..., 5:] = False
+
+    def plain(q, k, v, mask, p):
+        scores = (q * (1 / math.sqrt(q.shape[-1]))) @ k.transpose(-2, -1) + mask
+        drop, rate = drop_mask((2, 4, 9, 9), p)
+        return (torch.softmax(scores, dim=-1).masked_fill(drop, 0) @ v) * (1 / rate)
+
+    results = []
+    for attend in (attention_with_dropout, plain):
+        torch.manual_seed(3)
+        out = attend(q, k, v, bias[None].masked_fill(~keep, float("-inf")), 0.2)
+        results.append((out, *torch.autograd.grad(out.square().sum(), (q, k, v, bias))))
+    for ours, reference in zip(*results):
+        assert torch.equal(ours, reference)
