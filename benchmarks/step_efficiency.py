@@ -114,18 +114,11 @@ def measure(base: str, data: str, precision: str, batch_size: int, steps: int) -
 @click.option("--batch-size", default=20, type=int)
 @click.option("--steps", default=8, type=int)
 def main(bases, datas, precisions, batch_size, steps):
-    import platform
-
-    import torch
-
     from embedder.model.precision import cpu_bf16_feature
+    from embedder.train.console import device_name
     feature = cpu_bf16_feature()
     precisions = precisions or (["fp32", "bf16"] if feature else ["fp32"])
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = platform.processor() or platform.machine()
-    print(f"{cpu}, {torch.get_num_threads()} threads, native bf16: "
+    print(f"{device_name('cpu')}, native bf16: "
           f"{feature or 'no'}; batch {batch_size}, steps 3-{steps}\n")
     print("| model | data | precision | real tokens / step | s / step | achieved GFLOP/s | GEMM GFLOP/s | efficiency |")
     print("|---|---|---|---|---|---|---|---|")

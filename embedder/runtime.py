@@ -8,15 +8,16 @@ core while the thread the region waits for sits in the run queue behind that job
 not microseconds. `configure_openmp` sets OMP_WAIT_POLICY=PASSIVE (threads sleep at once and are woken) unless the
 user set it; libgomp reads it when it loads, with torch, so `import embedder` does it only when torch is not yet
 imported (train.py, evaluate.py and `python -m embedder` import embedder first). On a quiet machine it costs
-nothing measurable; figures in benchmarks/README.md ("Under load").
+nothing measurable; figures in benchmarks/README.md ("An Intel Xeon with AMX; under load").
 
 **Freed memory is reused, not returned and faulted in again.** glibc's malloc serves blocks above its mmap
 threshold (at most 32 MiB) with fresh mmap'd pages and unmaps them on free. A step allocates such blocks every
 layer — the (T, 4D) feed-forward activations, the (B, H, L, L) attention scores — so each step the kernel zeroes
 and faults in hundreds of MB again (90,000 page faults per all-MiniLM-L6-v2 step on the embedded data, a tenth of
 its time in the kernel). `keep_freed_memory` sets M_MMAP_MAX = 0 (large blocks come from the heap too) and a
-trim threshold of 2 GiB (freed memory at the top of the heap is kept for the next step): mallopt(3), glibc only, a no-op elsewhere.
-Training calls it on the CPU; the process's peak resident set stays what the steps need (benchmarks/README.md).
+trim threshold of 2 GiB (freed memory at the top of the heap is kept for the next step): mallopt(3), glibc only,
+a no-op elsewhere. Training calls it on the CPU; the peak resident set stays what the steps need
+(benchmarks/README.md, "Memory").
 """
 
 from __future__ import annotations
@@ -38,14 +39,9 @@ def configure_openmp() -> bool:
     return True
 
 
-_kept = False
-
-
 def keep_freed_memory() -> bool:
-    """glibc malloc keeps freed memory, large blocks included, for reuse (see the docstring); True when applied."""
-    global _kept
-    if _kept:
-        return True
+    """glibc malloc keeps freed memory, large blocks included, for reuse (see the docstring); True when applied.
+    Setting the same values again changes nothing."""
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -54,8 +50,7 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    _kept = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
-    return _kept
+    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
 
 
 __all__ = ["configure_openmp", "keep_freed_memory"]

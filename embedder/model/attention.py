@@ -33,20 +33,22 @@ def keep_probabilities(views: list[tuple[int, int]], heads: int, layers: int, dt
 def attention_with_dropout(q, k, v, mask, p: float) -> torch.Tensor:
     """softmax((q / √d_head) kᵀ + mask) with dropout p on the probabilities, times v, rescaled by 1 / keep rate;
     q, k, v (B, H, L, d_head); mask: boolean (True = attend) or additive, broadcast to (B, H, L, L). SDPA's math
-    kernel with fewer passes over the (B, H, L, L) tensors: a full additive mask (MPNet's bias) is the C of the
-    scores' GEMM (baddbmm: C + A·B in one pass), a broadcast one is added in place; the scalings are on the
-    (B, H, L, d_head) tensors; dropped probabilities are selected to zero by torch.where (one pass forward and
-    backward, where masked_fill copies first); the dropout mask is drop_mask's. The same numbers as the plain
-    formula (tests/model/test_encoder.py)."""
+    kernel with fewer passes over the (B, H, L, L) tensors: a full additive mask of q's dtype outside autocast
+    (MPNet's bias at fp32) is the C of the scores' GEMM (baddbmm: C + A·B in one pass); any other mask is added to
+    the scores, in place where the dtypes agree (under bf16 autocast MPNet's fp32 mask still promotes the scores to
+    fp32, as before); the scalings are on the (B, H, L, d_head) tensors; dropped probabilities are selected to zero
+    by torch.where (one pass forward and backward, where masked_fill copies first); the dropout mask is
+    drop_mask's. The same numbers as the plain formula (tests/model/test_encoder.py)."""
     B, H, L, d = q.shape
-    if mask.dtype == torch.bool:  # added as 0 / −inf: the add's backward is free, a masked_fill's is a pass
-        mask = torch.zeros(mask.shape, dtype=q.dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
     q = q * (1 / math.sqrt(d))
-    if mask.shape == (B, H, L, L) and mask.dtype == q.dtype:
+    if mask.shape == (B, H, L, L) and mask.dtype == q.dtype and not torch.is_autocast_enabled(q.device.type):
         scores = torch.baddbmm(mask.reshape(B * H, L, L), q.reshape(B * H, L, d),
                                k.reshape(B * H, L, d).transpose(1, 2)).view(B, H, L, L)
     else:
-        scores = (q @ k.transpose(-2, -1)).add_(mask)
+        scores = q @ k.transpose(-2, -1)
+        if mask.dtype == torch.bool:  # added as 0 / −inf: the add's backward is free, a masked_fill's is a pass
+            mask = torch.zeros(mask.shape, dtype=scores.dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
+        scores = scores.add_(mask) if mask.dtype == scores.dtype else scores + mask
     probabilities = torch.softmax(scores, dim=-1)
     drop, rate = drop_mask(probabilities.shape, p, probabilities.device)
     return (torch.where(drop, 0, probabilities).to(v.dtype) @ v) * (1 / rate)

@@ -211,9 +211,11 @@ def test_recomputed_attention_gradients_include_the_additive_mask():
 
 
 def test_attention_with_a_learned_bias_equals_the_formula_and_its_gradients():
-    """MPNet's path: a full (B, H, L, L) additive mask that needs a gradient (the relative bias) goes into the
-    scores' GEMM (baddbmm); output and the gradients of q, k, v and the bias equal the plain formula's
-    softmax(q kᵀ / √d + mask), dropped entries zeroed, times v / keep rate, element for element."""
+    """MPNet's path: a full (B, H, L, L) additive mask that needs a gradient (the relative bias). At fp32 it goes
+    into the scores' GEMM (baddbmm); under bf16 autocast (bf16 q, k, v, as the Linear layers give them; the fp32
+    mask) the scores are promoted to fp32 by the mask. Both: output and the gradients of q, k, v and the bias equal
+    the plain formula's softmax(q kᵀ / √d + mask), dropped entries zeroed, times v / keep rate, element for
+    element."""
     from embedder.model.attention import attention_with_dropout
     from embedder.model.dropout import drop_mask
     torch.manual_seed(0)
@@ -227,10 +229,12 @@ def test_attention_with_a_learned_bias_equals_the_formula_and_its_gradients():
         drop, rate = drop_mask((2, 4, 9, 9), p)
         return (torch.softmax(scores, dim=-1).masked_fill(drop, 0) @ v) * (1 / rate)
 
-    results = []
-    for attend in (attention_with_dropout, plain):
-        torch.manual_seed(3)
-        out = attend(q, k, v, bias[None].masked_fill(~keep, float("-inf")), 0.2)
-        results.append((out, *torch.autograd.grad(out.square().sum(), (q, k, v, bias))))
-    for ours, reference in zip(*results):
-        assert torch.equal(ours, reference)
+    for dtype in (torch.float32, torch.bfloat16):
+        results = []
+        for attend in (attention_with_dropout, plain):
+            torch.manual_seed(3)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+                out = attend(q.to(dtype), k.to(dtype), v.to(dtype), bias[None].masked_fill(~keep, float("-inf")), 0.2)
+            results.append((out, *torch.autograd.grad(out.float().square().sum(), (q, k, v, bias))))
+        for ours, reference in zip(*results):
+            assert torch.equal(ours, reference), dtype
