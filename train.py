@@ -46,6 +46,8 @@ def repeated(values: tuple[str, ...]) -> tuple[str, ...] | None:
               "FlagEmbedding JSONL; repeat to train on several round-robin (default: the embedded stdlib data)")
 @click.option("--eval", "eval", multiple=True, help="IR JSON validation set(s), or 'none' "
               "(default: the embedded data's val split when --train is not given)")
+@option("--validation-split", type=float, help="without --eval: this share of the training pairs is held out, by "
+        "passage, to pick the best checkpoint and the merge; 0 trains on every pair  [default: 0.1]")
 @click.option("--eval-general", "eval_general", multiple=True, help="IR JSON set(s) of general retrieval for the "
               "forgetting check, or 'none' (default: the embedded data's test split when training on your data)")
 @option("--max-general-drop", type=float, help="warn when the general sets' cosine_map@100 drops more than this")

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from ..data.formats import MAX_SKIPPED_SHARE, IRDataset, PairDataset
+from ..data.holdout import DEFAULT_SHARE
 from ..data.specs import is_default_spec
 from ..errors import UserError
 from ..eval.ir import prefixed_metric_names
@@ -43,6 +44,8 @@ class TrainConfig:
     train: tuple[str | PairDataset | IRDataset, ...] = ("stdlib:train",)  # files, the embedded data, or in memory
     eval: tuple[str | IRDataset, ...] | None = None  # None: the embedded val split when training on the embedded
     #                                                 data, else no evaluation
+    validation_split: float | None = None  # share of the pairs held out by passage to validate on (data/holdout.py);
+    #                                        None: 0.1 when training on the user's data with no --eval given, else 0
     eval_general: tuple[str | IRDataset, ...] | None = None  # forgetting check; None: see general_sets
     max_general_drop: float = 0.02  # absolute cosine_map@100 on the general sets: a larger drop is warned about
     merge: str | float = "auto"  # merge with the base after training: auto (searched), off, or a weight in (0, 1]
@@ -85,6 +88,8 @@ class TrainConfig:
         """The defaults that depend on other settings, derived here once: the output folder and the eval sets."""
         if self.output is None and isinstance(self.base, str):
             object.__setattr__(self, "output", default_output(self.base))
+        if self.validation_split is None:
+            object.__setattr__(self, "validation_split", default_validation_split(self.train, self.eval))
         if self.eval is None:
             object.__setattr__(self, "eval", default_eval(self.train))
         validate_config(self)
@@ -103,6 +108,7 @@ class TrainConfig:
         defaults = {f.name: list(f.default) if isinstance(f.default, tuple) else f.default for f in fields(self)}
         defaults["output"] = default_output(self.base) if isinstance(self.base, str) else None
         defaults["eval"] = list(default_eval(self.train))
+        defaults["validation_split"] = default_validation_split(self.train, None if not self.eval else self.eval)
         return {k: v for k, v in self.to_json().items() if v != defaults[k]}
 
     @property
@@ -112,7 +118,8 @@ class TrainConfig:
         the embedded data set itself."""
         if self.eval_general is not None:
             return self.eval_general
-        if not self.eval or any(isinstance(spec, str) and is_default_spec(spec) for spec in self.train):
+        if not (self.eval or self.validation_split) or \
+                any(isinstance(spec, str) and is_default_spec(spec) for spec in self.train):
             return ()
         return ("stdlib:test",)
 
@@ -131,6 +138,13 @@ def default_eval(train) -> tuple[str, ...]:
     documents have no validation split we could know of)."""
     is_default = isinstance(train, tuple) and bool(train) and all(is_default_spec(spec) for spec in train)
     return ("stdlib:val",) if is_default else ()
+
+
+def default_validation_split(train, eval) -> float:
+    """--validation-split when not given: DEFAULT_SHARE of the user's pairs held out when no --eval is given (a
+    run with nothing to validate on could not choose its best checkpoint or its merge); 0 with --eval (`none`
+    included) or on the embedded data set, which has its own val split."""
+    return DEFAULT_SHARE if eval is None and not default_eval(train) else 0.0
 
 
 def _is_int(value) -> bool:
@@ -179,6 +193,8 @@ _RULES = (
         isinstance(t, str) and t or isinstance(t, (PairDataset, IRDataset)) for t in v), "one or more data files"),
     ("eval", "--eval", lambda v: isinstance(v, tuple) and all(isinstance(t, str) and t or isinstance(t, IRDataset)
                                                               for t in v), "IR data files, or none"),
+    ("validation_split", "--validation-split", lambda v: _is_number(v) and 0 <= v < 1,
+     "a share in [0, 1) (0 trains on every pair)"),
     ("eval_general", "--eval-general", lambda v: v is None or isinstance(v, tuple) and all(
         isinstance(t, str) and t or isinstance(t, IRDataset) for t in v), "IR data files, or none"),
     ("max_general_drop", "--max-general-drop", lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
@@ -199,7 +215,10 @@ def validate_config(config: TrainConfig) -> None:
         if not passed:
             shown = tuple(getattr(v, "source", v) for v in value) if isinstance(value, tuple) else value
             raise UserError(f"{flag} {shown!r}: out of range, give {good}; see python train.py --help")
-    if config.select_metric and not config.eval:
+    if config.validation_split and config.eval:
+        raise UserError(f"--validation-split {config.validation_split:g} with --eval: validation is either held out "
+                        "from --train or given; drop one of them")
+    if config.select_metric and not (config.eval or config.validation_split):
         raise UserError(f"--select-metric {config.select_metric}: there is no evaluation data to select from "
                         "(--eval none); give --eval files or drop --select-metric")
 

@@ -241,9 +241,10 @@ def card_facts(config, model, trainer, train_pairs, eval_sets, base_metrics, fin
     for index, column in enumerate(train_pairs[0].columns):  # the texts as given (no prompt), truncated as trained
         lengths = [len(ids) for ids in model.tokenizer.encode_unpadded([row[index] for row in rows])]
         column_tokens[column] = (min(lengths), sum(lengths) / len(lengths), max(lengths))
-    eval_labels = [shown_name(data_specs.label(spec)) for spec in config.settings.eval]
+    specs = [*config.settings.eval, *[ir for _, ir in eval_sets[len(config.settings.eval):]]]  # + held out
+    eval_labels = [shown_name(data_specs.label(spec)) for spec in specs]
     general_names = [key[:-len(DEFAULT_SELECT) - 1] for key in trainer.tracker.general_keys]
-    metric_sets = {data_specs.set_name(spec): f"{name}_" if name else "" for spec, name in zip(config.settings.eval,
+    metric_sets = {data_specs.set_name(spec): f"{name}_" if name else "" for spec, name in zip(specs,
                                                                                                 config.eval_names)}
     metric_sets.update({name: f"{name}_" for name in general_names})
     settings = {**config.settings.to_json(), "matryoshka_dims": config.dims, "matryoshka_weights": config.weights,

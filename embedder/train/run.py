@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from .. import files, runtime
-from ..data import batching, specs as data_specs
+from ..data import batching, holdout, specs as data_specs
 from ..data.formats import skipped_line
 from ..data.specs import overlap_warnings
 from ..errors import UserError, collect_errors
@@ -100,6 +100,15 @@ def _load_and_train(config: TrainConfig, echo, step_hook, stop) -> TrainingResul
     columns = {len(p.columns) for p in train_pairs}
     if len(columns) > 1:
         raise UserError(f"--train files have different column counts ({sorted(columns)}); give every file the same columns")
+    held_out = None
+    if config.validation_split:  # no --eval: validate on passages held out from the training pairs
+        train_pairs, held_out = holdout.hold_out(train_pairs, config.validation_split, config.seed, config.batch_size)
+        echo(holdout.summary(held_out, config.validation_split) if held_out else
+             f"validation: none held out ({config.validation_split:g} of the pairs by passage would be fewer than "
+             f"{holdout.MIN_QUESTIONS} questions, or leave less than one batch); the last step's model is kept; "
+             "give --eval to validate")
+        if not held_out and config.eval_general is None:
+            general_sets = []  # no evaluation at all, as with --eval none
     for pairs in train_pairs:
         if len(pairs.rows) < config.batch_size:
             raise UserError(f"{pairs.source}: {len(pairs.rows)} pairs, fewer than one batch of {config.batch_size}; "
@@ -108,7 +117,7 @@ def _load_and_train(config: TrainConfig, echo, step_hook, stop) -> TrainingResul
     context, device = distributed.setup(config.device)
     with contextlib.ExitStack() as held:  # the output, held from the last start-up check to the end
         try:
-            return _train(config, train_pairs, eval_sets, general_sets, context, device,
+            return _train(config, train_pairs, eval_sets, held_out, general_sets, context, device,
                           echo if context.is_main else _quiet, step_hook, stop,
                           hold=lambda: held.enter_context(hold_output(config)))
         finally:
@@ -133,13 +142,15 @@ def _prepare(settings, train_pairs, eval_sets, context, device):
     return model, config
 
 
-def _train(settings, train_pairs, eval_sets, general_sets, context, device, echo, step_hook, stop,
+def _train(settings, train_pairs, eval_sets, held_out, general_sets, context, device, echo, step_hook, stop,
            hold) -> TrainingResult:
     """Three phases. Before the first step an interrupt leaves no model (exit 128 + signal). During training a
     signal saves a checkpoint at the next step boundary. Once training is done its result is written to a
     checkpoint first, so a later interrupt or failed write (the final evaluation, the model folder) keeps it and
     says where. hold() takes the output (train/output.py `hold_output`) once every start-up check has passed,
     before anything is written, and returns the claim the final write honours."""
+    warnings = overlap_warnings(train_pairs, eval_sets)  # the held-out set ranks training passages by design
+    eval_sets = eval_sets + ([("validation", held_out)] if held_out else [])
     try:
         model, config = _prepare(settings, train_pairs, eval_sets, context, device)
         evaluators = [InformationRetrievalEvaluator(
@@ -166,8 +177,7 @@ def _train(settings, train_pairs, eval_sets, general_sets, context, device, echo
         resumed = settings.resume and trainer.resume()
         for line in startup_report(model, config, train_sets, trainer):
             echo(line)
-        for warning in ([f"WARNING: {config.precision_warning}"] if config.precision_warning else []) + \
-                overlap_warnings(train_pairs, eval_sets):
+        for warning in ([f"WARNING: {config.precision_warning}"] if config.precision_warning else []) + warnings:
             echo(warning, err=True)
         if not resumed:
             store.clear()  # --overwrite: an earlier run's checkpoints and log go

@@ -125,3 +125,29 @@ def test_train_eval_overlap_is_warned_with_counts(tiny_bert_folder, tmp_path):
     assert [m for err, m in messages if err and "eval questions" in m] == \
         ["WARNING: eval (in memory): 0 of 6 eval questions are training anchors and 6 of 6 eval passages are training "
          "positives; the metrics are inflated: evaluate on held-out questions"]
+
+
+def test_pairs_alone_are_validated_on_passages_held_out_from_them(tiny_bert_folder, tmp_path):
+    """500 pairs over 250 passages and no eval: 50 questions of 25 passages are held out (a tenth, by passage),
+    the base model and every checkpoint are scored on them, the forgetting check runs, the card names the set."""
+    pairs = [(f"question {k} on part {i}?", f"part {i} says {i % 7} and {i % 11}") for i in range(250) for k in (0, 1)]
+    lines = []
+    result = embedder.fit(base=str(tiny_bert_folder), train=pairs, output=str(tmp_path / "m"), max_steps=2,
+                          echo=lambda *a, **k: lines.append(" ".join(map(str, a))), **SETTINGS)
+    assert any(line.startswith("validation: 50 questions of 25 passages held out") for line in lines)
+    assert result.config.settings.validation_split == 0.1 and result.config.select_metric == "cosine_map@100"
+    assert "cosine_map@100" in result.base_metrics and "general_stdlib_test_cosine_map@100" in result.metrics
+    assert any(line.startswith("verdict: ") for line in lines)
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert "Evaluated on: `validation held out from train (in memory)` (50 queries, 25 passages)" in card
+    trained = json.loads((tmp_path / "m" / "train_config.json").read_text())
+    assert trained["validation_split"] == 0.1
+
+
+def test_fewer_pairs_than_fifty_held_out_questions_train_on_every_pair(tiny_bert_folder, tmp_path):
+    lines = []
+    result = embedder.fit(base=str(tiny_bert_folder), train=PAIRS, output=str(tmp_path / "m"), max_steps=1,
+                          echo=lambda *a, **k: lines.append(" ".join(map(str, a))), **SETTINGS)
+    assert any(line.startswith("validation: none held out") for line in lines)
+    assert result.metrics == {} and result.config.select_metric is None
+    assert "training pairs: 24 in 1 set(s)" in "\n".join(lines)
