@@ -64,8 +64,8 @@ def repeated(values: tuple[str, ...]) -> tuple[str, ...] | None:
 @option("--max-grad-norm", type=float)
 @option("--seed", type=int)
 @option("--scale", type=float, help="MNRL scale = 1 / temperature")
-@option("--matryoshka-dims", help="comma list, 'auto' (768,512,256,128,64 or 384,256,128,64 by width) or 'none' "
-        "for plain MNRL")
+@option("--matryoshka-dims", help="comma list, 'auto' (768,512,256,128,64 for models 768 wide or more, plain MNRL "
+        "for narrower ones, as the seeds trained) or 'none' for plain MNRL")
 @option("--matryoshka-weights", help="comma list, one weight per --matryoshka-dims entry in the same order "
         "(default: all 1)")
 @option("--precision", type=click.Choice(PRECISIONS))

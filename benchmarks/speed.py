@@ -252,7 +252,7 @@ def run(models, batch_sizes, precisions, steps, warmup, repeats, dims, data, max
     """Measure and print the tables."""
     import torch
 
-    from embedder.train.config import default_dims
+    from embedder.train.config import SEED_DIMS
     device = "cuda" if torch.cuda.is_available() and not cpu_smoke else "cpu"
     if cpu_smoke:
         models, batch_sizes, precisions, steps, warmup, repeats = "tiny", "4", "fp32", 4, 1, 1
@@ -278,7 +278,7 @@ def run(models, batch_sizes, precisions, steps, warmup, repeats, dims, data, max
             model_dir = f"{tmp}/{model_name}"
             random_model(shape, Path(model_dir))
             width = json.loads((shape / "config.json").read_text())["hidden_size"]
-            model_dims = list(default_dims(width)) if dims == "auto" else []
+            model_dims = [width, *(d for d in SEED_DIMS if d < width)] if dims == "auto" else []  # Matryoshka on
             for batch_size in [int(b) for b in batch_sizes.split(",")]:
                 tokens = token_counts(model_dir, pairs, batch_size, steps)
                 for precision in precisions.split(","):

@@ -77,7 +77,9 @@ def _cases(tmp_path, minilm_folder):
         ("corrupt-weights", ["--base", str(files["corrupt_weights"][0])], "could not be read"),
         ("unwritable-output", ["--output", "/proc/embedder-test/out"], "--output"),
         ("weights-not-numbers", ["--matryoshka-weights", "1,a"], "--matryoshka-weights"),
-        ("weights-count", ["--matryoshka-weights", "1,2"], "2 Matryoshka weights for 4 dims"),
+        ("weights-count", ["--matryoshka-dims", "384,256,128,64", "--matryoshka-weights", "1,2"],
+         "2 Matryoshka weights for 4 dims"),
+        ("weights-with-auto-on-minilm", ["--matryoshka-weights", "1,2"], "Matryoshka is off"),
         ("weights-without-dims", ["--matryoshka-dims", "none", "--matryoshka-weights", "1"], "Matryoshka is off"),
     ]
     eval_cases += [

@@ -9,7 +9,8 @@ select with nothing to evaluate) can exist: the first bad field is a UserError n
 `resolve(config, model, data, context)` derives, given the loaded model, the data and the torchrun context:
 
     precision      fp32 / bf16 / fp16 and why (embedder/model/precision.py)
-    dims, weights  the Matryoshka dims, sorted descending, one weight each (`auto`: the seeds' dims for the width)
+    dims, weights  the Matryoshka dims, sorted descending, one weight each (`auto`: the seeds' dims for a model
+                   768 wide or more, plain MNRL for narrower ones: default_dims)
     eval_dims      None (full size) then every smaller Matryoshka dim
     select_metric  the metric that picks the best checkpoint (default: cosine_map@100 of the first eval set)
     batches        per-process batch b, processes P, global batch G = b·P; negatives per query (G − 1) in-batch
@@ -60,7 +61,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     seed: int = 42
     scale: float = 20.0  # MNRL scale = 1 / temperature
-    matryoshka_dims: tuple[int, ...] | str | None = "auto"  # auto: the seeds' dims for the width; None: plain MNRL
+    matryoshka_dims: tuple[int, ...] | str | None = "auto"  # auto: the seeds' (default_dims); None: plain MNRL
     matryoshka_weights: tuple[float, ...] | None = None  # one per dim, same order; None: all 1 (ST's default)
     precision: str = "auto"  # auto: bf16 (or fp16) autocast on CUDA and on CPUs with native bf16, else fp32
     max_seq_length: int | None = None  # None: the model's own
@@ -229,9 +230,13 @@ SEED_DIMS = (768, 512, 256, 128, 64)
 DEFAULT_SELECT = "cosine_map@100"
 
 
-def default_dims(width: int) -> tuple[int, ...]:
-    """The seeds' nested dims for the model's width: 768,512,256,128,64 or 384,256,128,64."""
-    return (width,) + tuple(d for d in SEED_DIMS if d < width)
+def default_dims(width: int) -> tuple[int, ...] | None:
+    """`--matryoshka-dims auto`: the seeds' nested dims for a model at least 768 wide (768,512,256,128,64, from its
+    width down), as the all-mpnet-base-v2 and bge-base seeds trained; plain MNRL (None) for narrower models, as the
+    all-MiniLM-L6-v2 seeds trained. Measured on aipolicy's val split (all-MiniLM-L6-v2, 2 seeds): full-size
+    cosine_map@100 0.823 with plain MNRL against 0.813 with Matryoshka over 384,256,128,64
+    (benchmarks/README.md, "Quality across domains")."""
+    return (width,) + tuple(d for d in SEED_DIMS if d < width) if width >= SEED_DIMS[0] else None
 
 
 @dataclass(frozen=True)
@@ -286,7 +291,8 @@ def resolve(config: TrainConfig, model, train_pairs, eval_sets, context) -> RunC
     dims = default_dims(width) if config.matryoshka_dims == "auto" else config.matryoshka_dims
     try:
         if config.matryoshka_weights and not dims:
-            raise ValueError("weights were given but Matryoshka is off (--matryoshka-dims none)")
+            raise ValueError("weights were given but Matryoshka is off (--matryoshka-dims none, or auto on a model "
+                             "narrower than 768); give the dims too")
         dims, weights = (tuple(t) for t in validate_dims(dims, width, config.matryoshka_weights)) if dims else \
             (None, None)
     except ValueError as err:
