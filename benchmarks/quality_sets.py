@@ -136,9 +136,10 @@ def run(system, base, sets, seeds, flags, mine, label):
 @cli.command()
 @click.option("--base", default="all-MiniLM-L6-v2")
 @click.option("--reference", default="st")
-def table(base, reference):
+@click.option("--label", "only", multiple=True, help="only these columns (default: every label)")
+def table(base, reference, only):
     rows = [json.loads(line) for line in results_path(base).read_text().splitlines() if line.strip()]
-    labels = list(dict.fromkeys(r["label"] for r in rows if r["system"] != "base"))
+    labels = list(only) or list(dict.fromkeys(r["label"] for r in rows if r["system"] != "base"))
     mean = lambda rs, k: statistics.mean(r[k] for r in rs) if rs else float("nan")  # noqa: E731
     print(f"{base}: test cosine_map@100, mean over [n] seeds; general = stdlib:test, val = aipolicy's val split; "
           "mean wall time per run\n")
