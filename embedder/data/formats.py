@@ -129,7 +129,9 @@ def _json_records(text: str, path) -> list:
             return [json.loads(stripped, object_pairs_hook=_no_duplicate_keys(path))]
         except json.JSONDecodeError:
             pass
-    return [_parse_json(line, path, number - 1) for number, line in enumerate(text.splitlines(), start=1)
+    # JSON Lines ends records at "\n" only: str.splitlines() would also cut inside a string at U+0085, U+2028 and
+    # the other Unicode line breaks that JSON writes unescaped (json.dumps(..., ensure_ascii=False), as mining does)
+    return [_parse_json(line, path, number - 1) for number, line in enumerate(text.split("\n"), start=1)
             if line.strip()]
 
 

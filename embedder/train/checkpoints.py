@@ -224,7 +224,7 @@ class RunStore:
         """Model, optimiser and RNG from a checkpoint; its trainer state; the log cut back to its step."""
         state = load_checkpoint(folder, model, optimizer, self.context.rank)
         if self.log_path.is_file() and self.context.is_main:  # drop log rows written after this checkpoint
-            rows = [json.loads(line) for line in self.log_path.read_text(encoding="utf-8").splitlines() if line]
+            rows = [json.loads(line) for line in self.log_path.read_text(encoding="utf-8").split("\n") if line]
             self.log_rows = [r for r in rows if r.get("step", 0) <= state["step"]]
             self.log_path.write_text("".join(json.dumps(r) + "\n" for r in self.log_rows), encoding="utf-8")
         return state

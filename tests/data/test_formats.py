@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from embedder.data import formats as data, pair_files, stdlib as stdlib_data
+from embedder.data.mining import write_rows
 from embedder.errors import UserError
 
 IR = {"questions": {"q1": "What is A?", "q2": "What is B?"}, "corpus": {"p1": "A is a letter.", "p2": "B too."},
@@ -65,6 +66,18 @@ BAD_INPUTS = [
     ("negbool.json", json.dumps({"query": None, "pos": None, "neg": True}), "lacks 'query' or a 'pos' list"),
     ("negtext.jsonl", json.dumps({"query": "q", "pos": ["p"], "neg": "n"}), "'neg' that is not a list"),
 ]
+
+
+def test_unicode_line_breaks_inside_jsonl_strings_stay_in_the_text(tmp_path):
+    """JSON writes U+0085, U+2028, U+2029, \\x1c-\\x1e unescaped (json.dumps(..., ensure_ascii=False), as
+    `python -m embedder mine` writes); JSON Lines ends a record at "\\n" only, so each stays inside its text.
+    econpapers' passages hold U+0085: its mined file once failed to read."""
+    rows = [("q\x85one", "p\u2028one", "n\u2029one"), ("q\x1ctwo", "p\x1dtwo", "n\x1e\x0btwo\x0c")]
+    path = tmp_path / "mined.jsonl"
+    write_rows(path, rows)
+    assert len(path.read_text(encoding="utf-8").split("\n")) == 3  # two records and the final newline
+    read = pair_files.load_training_file(path)
+    assert read.rows == rows and read.columns == ("anchor", "positive", "negative_1")
 
 
 def test_records_with_empty_texts_are_skipped_and_counted(tmp_path):
