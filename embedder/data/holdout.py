@@ -61,10 +61,9 @@ def hold_out(datasets: list[PairDataset], share: float, seed: int, batch_size: i
     corpus_ids = {}
     for row in held_rows:
         corpus_ids.setdefault(row[1], f"p{len(corpus_ids)}")
-    relevant_texts: dict[str, set[str]] = {}
-    for data in datasets:
-        for row in data.rows:
-            relevant_texts.setdefault(row[0], set()).add(row[1])
+    relevant_texts: dict[str, set[str]] = {}  # a held-out passage's every pair is held out, so these are all
+    for row in held_rows:
+        relevant_texts.setdefault(row[0], set()).add(row[1])
     query_ids = {}
     for row in held_rows:
         query_ids.setdefault(row[0], f"q{len(query_ids)}")
@@ -72,8 +71,7 @@ def hold_out(datasets: list[PairDataset], share: float, seed: int, batch_size: i
     return kept_sets, IRDataset(
         queries={qid: text for text, qid in query_ids.items()},
         corpus={pid: text for text, pid in corpus_ids.items()},
-        relevant={qid: sorted(corpus_ids[p] for p in relevant_texts[text] if p in corpus_ids)
-                  for text, qid in query_ids.items()},
+        relevant={qid: sorted(corpus_ids[p] for p in relevant_texts[text]) for text, qid in query_ids.items()},
         source=f"validation held out from {sources}")
 
 

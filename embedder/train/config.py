@@ -109,7 +109,7 @@ class TrainConfig:
         defaults = {f.name: list(f.default) if isinstance(f.default, tuple) else f.default for f in fields(self)}
         defaults["output"] = default_output(self.base) if isinstance(self.base, str) else None
         defaults["eval"] = list(default_eval(self.train))
-        defaults["validation_split"] = default_validation_split(self.train, None if not self.eval else self.eval)
+        defaults["validation_split"] = default_validation_split(self.train, self.eval or None)
         return {k: v for k, v in self.to_json().items() if v != defaults[k]}
 
     @property

@@ -149,7 +149,6 @@ def _train(settings, train_pairs, eval_sets, held_out, general_sets, context, de
     checkpoint first, so a later interrupt or failed write (the final evaluation, the model folder) keeps it and
     says where. hold() takes the output (train/output.py `hold_output`) once every start-up check has passed,
     before anything is written, and returns the claim the final write honours."""
-    warnings = overlap_warnings(train_pairs, eval_sets)  # the held-out set ranks training passages by design
     eval_sets = eval_sets + ([("validation", held_out)] if held_out else [])
     try:
         model, config = _prepare(settings, train_pairs, eval_sets, context, device)
@@ -177,7 +176,8 @@ def _train(settings, train_pairs, eval_sets, held_out, general_sets, context, de
         resumed = settings.resume and trainer.resume()
         for line in startup_report(model, config, train_sets, trainer):
             echo(line)
-        for warning in ([f"WARNING: {config.precision_warning}"] if config.precision_warning else []) + warnings:
+        for warning in ([f"WARNING: {config.precision_warning}"] if config.precision_warning else []) + \
+                overlap_warnings(train_pairs, eval_sets):
             echo(warning, err=True)
         if not resumed:
             store.clear()  # --overwrite: an earlier run's checkpoints and log go
