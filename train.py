@@ -16,7 +16,7 @@ import sys
 
 import click
 
-from embedder.cli import parse_dims, parse_merge, parse_weights
+from embedder.cli import parse_dims, parse_directions, parse_merge, parse_weights
 from embedder.errors import UserError, error_lines
 from embedder.model.precision import PRECISIONS
 from embedder.train.config import TrainConfig
@@ -80,6 +80,10 @@ def repeated(values: tuple[str, ...]) -> tuple[str, ...] | None:
 @option("--mask-duplicates", is_flag=True, help="also mask in-batch false negatives inside the loss")
 @option("--mask-false-negatives", type=float, metavar="MARGIN",
         help="drop a negative from the loss when its cosine to the query exceeds the positive's by MARGIN (e.g. 0.1)")
+@option("--directions", help="comma list of loss terms: query_to_doc (always), doc_to_query (symmetric), "
+        "query_to_query, doc_to_doc (all four: GTE's loss), as ST's MNRL")
+@option("--partition-mode", type=click.Choice(["joint", "per_direction"]),
+        help="one softmax over every direction's terms, or one per direction, averaged")
 @option("--query-prompt", help="prefix for queries, in training, evaluation and the saved model")
 @option("--passage-prompt", help="prefix for passages, likewise")
 @option("--select-metric", help="validation metric that picks the best checkpoint (default cosine_map@100)")
@@ -90,14 +94,15 @@ def repeated(values: tuple[str, ...]) -> tuple[str, ...] | None:
 @option("--gather-across-devices/--no-gather-across-devices",
         help="under torchrun, use the positives of every process as negatives")
 @option("--device", help="cpu, cuda, cuda:1… (default: cuda when available)")
-def main(train, eval, eval_general, merge, matryoshka_dims, matryoshka_weights, no_duplicates, keep_last, **settings):
+def main(train, eval, eval_general, merge, matryoshka_dims, matryoshka_weights, no_duplicates, keep_last, directions,
+         **settings):
     """Fine-tune BASE on (question, passage) pairs and save a sentence-transformers folder."""
     try:
         config = TrainConfig(
             train=tuple(train) or DEFAULT["train"], eval=repeated(eval), eval_general=repeated(eval_general),
             merge=parse_merge(merge), matryoshka_dims=parse_dims(matryoshka_dims),
             matryoshka_weights=parse_weights(matryoshka_weights), sampler="no_duplicates" if no_duplicates else "random",
-            keep_best=not keep_last, **settings)
+            keep_best=not keep_last, directions=parse_directions(directions), **settings)
         run(config, echo=click.echo)
     except UserError as err:
         click.echo(error_lines(err), err=True)

@@ -55,6 +55,11 @@ def parse_weights(text: str | None) -> tuple[float, ...] | None:
     return parse_numbers(text, "--matryoshka-weights", float) if text else None
 
 
+def parse_directions(text: str) -> tuple[str, ...]:
+    """--directions: a comma list of loss terms (TrainConfig checks the names)."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
 def parse_merge(text: str) -> str | float:
     """--merge: auto, off, or a weight."""
     if text in ("auto", "off"):

@@ -35,7 +35,7 @@ from ..errors import UserError
 from ..eval.ir import prefixed_metric_names
 from ..model import precision as precisions
 from ..model.precision import PRECISIONS
-from .losses import validate_dims
+from .losses import directions_problem, validate_dims
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,8 @@ class TrainConfig:
     sampler: str = "no_duplicates"  # or "random" (ST's default); see README for the measurement
     mask_duplicates: bool = False  # also drop in-batch false negatives inside the loss
     mask_false_negatives: float | None = None  # drop negatives more similar than the positive + this margin
+    directions: tuple[str, ...] = ("query_to_doc",)  # loss terms (losses.py; ST 6.3's MNRL `directions`)
+    partition_mode: str = "joint"  # one softmax over the directions, or one per direction, averaged
     query_prompt: str = ""
     passage_prompt: str = ""
     select_metric: str | None = None  # default: cosine_map@100 of the first eval set
@@ -104,8 +106,7 @@ class TrainConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in record.items()}
 
     def non_defaults(self) -> dict:
-        """The settings that differ from the defaults (the output folder only when not the derived one), as the
-        seeds' cards list "Non-Default Hyperparameters"."""
+        """The settings that differ from the defaults (the derived output folder excepted), as the seeds' cards."""
         defaults = {f.name: list(f.default) if isinstance(f.default, tuple) else f.default for f in fields(self)}
         defaults["output"] = default_output(self.base) if isinstance(self.base, str) else None
         defaults["eval"] = list(default_eval(self.train))
@@ -219,23 +220,22 @@ def validate_config(config: TrainConfig) -> None:
     if config.validation_split and config.eval:
         raise UserError(f"--validation-split {config.validation_split:g} with --eval: validation is either held out "
                         "from --train or given; drop one of them")
+    if problem := directions_problem(config.directions, config.partition_mode):
+        raise UserError(f"--directions {config.directions!r} --partition-mode {config.partition_mode!r}: {problem}")
     if config.select_metric and not (config.eval or config.validation_split):
         raise UserError(f"--select-metric {config.select_metric}: there is no evaluation data to select from "
                         "(--eval none); give --eval files or drop --select-metric")
 
 
 SEED_DIMS = (768, 512, 256, 128, 64)
-
-
 DEFAULT_SELECT = "cosine_map@100"
 
 
 def default_dims(width: int) -> tuple[int, ...] | None:
-    """`--matryoshka-dims auto`: the seeds' nested dims for a model at least 768 wide (768,512,256,128,64, from its
-    width down), as the all-mpnet-base-v2 and bge-base seeds trained; plain MNRL (None) for narrower models, as the
-    all-MiniLM-L6-v2 seeds trained. Measured on aipolicy's val split (all-MiniLM-L6-v2, 2 seeds): full-size
-    cosine_map@100 0.823 with plain MNRL against 0.813 with Matryoshka over 384,256,128,64
-    (benchmarks/README.md, "Quality across domains")."""
+    """`--matryoshka-dims auto`: the seeds' nested dims (768,512,256,128,64, from the width down) for a model at
+    least 768 wide, as the all-mpnet-base-v2 and bge-base seeds trained; plain MNRL (None) for narrower ones, as the
+    all-MiniLM-L6-v2 seeds did. On aipolicy's val split (all-MiniLM-L6-v2, 2 seeds) cosine_map@100 was 0.823 plain
+    against 0.813 with Matryoshka over 384,256,128,64 (benchmarks/README.md, "Quality across domains")."""
     return (width,) + tuple(d for d in SEED_DIMS if d < width) if width >= SEED_DIMS[0] else None
 
 

@@ -118,7 +118,9 @@ def startup_report(model, config, train_sets, trainer) -> list[str]:
         f"passages truncated at max_seq_length {config.max_seq_length}: {truncated:.1%}",
         f"scale {settings.scale:g} = temperature {1 / settings.scale:.3g}; lr {settings.lr:g}, linear decay, "
         f"max_grad_norm {settings.max_grad_norm:g}",
-        "loss: " + (f"Matryoshka over dims {list(config.dims)} of MNRL" if config.dims else "MNRL"),
+        "loss: " + (f"Matryoshka over dims {list(config.dims)} of MNRL" if config.dims else "MNRL")
+        + ("" if settings.directions == ("query_to_doc",) else
+           f" with {' + '.join(settings.directions)} ({settings.partition_mode.replace('_', ' ')} softmax)"),
     ]
     if config.select_metric:
         dims = ", ".join("full" if d is None else str(d) for d in config.eval_dims)

@@ -1,6 +1,7 @@
 """torchrun on the CPU (gloo, 2 processes): after k steps with dropout off, the model equals a single-process run
-with the global batch (<= 1e-5), with and without Matryoshka, and with GradCache under torchrun too. At fp32: the
-processes embed different slices, so under bf16 autocast the rounding (not the math) would differ."""
+with the global batch (<= 1e-5), with and without Matryoshka, with GradCache under torchrun too, and with every
+loss direction (the anchors gathered as well). At fp32: the processes embed different slices, so under bf16
+autocast the rounding (not the math) would differ."""
 
 import json
 import subprocess
@@ -29,8 +30,10 @@ def _train(args, processes: int, cwd):
 
 
 @pytest.mark.parametrize("extra", [["--matryoshka-dims", "none"], ["--matryoshka-dims", "32,16,8"],
-                                   ["--matryoshka-dims", "32,8", "--mini-batch-size", "3"]],
-                         ids=["mnrl", "matryoshka", "matryoshka-gradcache"])
+                                   ["--matryoshka-dims", "32,8", "--mini-batch-size", "3"],
+                                   ["--matryoshka-dims", "32,8", "--directions",
+                                    "query_to_doc,query_to_query,doc_to_query,doc_to_doc"]],
+                         ids=["mnrl", "matryoshka", "matryoshka-gradcache", "matryoshka-all-directions"])
 def test_two_processes_equal_one_with_the_global_batch(tiny_bert_no_dropout, tmp_path, extra):
     common = ["--base", str(tiny_bert_no_dropout), "--train", str(_pairs(tmp_path)), "--eval", "none",
               "--max-steps", "4", "--keep-last", "--lr", "1e-4", "--precision", "fp32", *extra]

@@ -122,3 +122,35 @@ def test_false_negative_masking_by_hand():
         (math.log(math.exp(-20) + math.exp(16) + 1) - 16 + math.log(math.exp(-20) + math.exp(12) + math.exp(20) + 1)
          - 20 + math.log(math.exp(-14.142135623730951) + 2 * math.exp(14.142135623730951)) - 14.142135623730951) / 3,
         rel=1e-6)
+
+
+@pytest.mark.parametrize("directions, partition_mode", [
+    (("query_to_doc", "doc_to_query"), "per_direction"),  # the symmetric loss (ST's MultipleNegativesSymmetric…)
+    (("query_to_doc", "doc_to_query"), "joint"),
+    (("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"), "joint"),  # GTE's improved contrastive loss
+    (("query_to_doc", "doc_to_doc"), "joint"),
+])
+@pytest.mark.parametrize("negative_columns", [0, 2])
+def test_directions_match_st(directions, partition_mode, negative_columns):
+    generator = torch.Generator().manual_seed(len(directions) + negative_columns)
+    columns = [torch.randn(6, 16, generator=generator) for _ in range(2 + negative_columns)]
+    st_loss = MultipleNegativesRankingLoss(model=None, scale=20.0, directions=directions,
+                                           partition_mode=partition_mode)
+    expected, expected_grads = _grads(lambda *e: st_loss.compute_loss_from_embeddings(list(e), None), *columns)
+    got, got_grads = _grads(lambda a, *c: losses.mnrl_loss(a, torch.cat(c), 20.0, directions=directions,
+                                                           partition_mode=partition_mode), *columns)
+    assert abs(got - expected) <= 1e-5
+    for g, e in zip(got_grads, expected_grads):
+        assert torch.allclose(g, e, atol=1e-6)
+
+
+def test_symmetric_loss_by_hand():
+    # a1 = (1, 0), a2 = (0, 1); p1 = (1, 0), p2 = (1, 1)/√2; scale 1, per direction:
+    # query→doc rows as in test_mnrl_by_hand; doc→query: p1 against (a1, a2) = (1, 0), p2 against = (r, r)
+    r = 1 / math.sqrt(2)
+    q2d = [math.log(math.exp(1) + math.exp(r)), math.log(1 + math.exp(r))]
+    d2q = [math.log(math.exp(1) + 1), math.log(2 * math.exp(r))]
+    expected = ((q2d[0] + d2q[0]) / 2 - 1 + (q2d[1] + d2q[1]) / 2 - r) / 2
+    got = losses.mnrl_loss(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[1.0, 0.0], [1.0, 1.0]]), 1.0,
+                           directions=("query_to_doc", "doc_to_query"), partition_mode="per_direction")
+    assert got.item() == pytest.approx(expected, abs=1e-6)
