@@ -20,6 +20,7 @@ from embedder.cli import parse_dims, parse_directions, parse_merge, parse_weight
 from embedder.errors import UserError, error_lines
 from embedder.model.precision import PRECISIONS
 from embedder.train.config import TrainConfig
+from embedder.train.losses import PARTITION_MODES
 from embedder.train.run import train as run
 from embedder.train.stop_signals import Interrupted
 from embedder.train.trainer import TrainingStopped
@@ -82,7 +83,7 @@ def repeated(values: tuple[str, ...]) -> tuple[str, ...] | None:
         help="drop a negative from the loss when its cosine to the query exceeds the positive's by MARGIN (e.g. 0.1)")
 @option("--directions", help="comma list of loss terms: query_to_doc (always), doc_to_query (symmetric), "
         "query_to_query, doc_to_doc (all four: GTE's loss), as ST's MNRL")
-@option("--partition-mode", type=click.Choice(["joint", "per_direction"]),
+@option("--partition-mode", type=click.Choice(PARTITION_MODES),
         help="one softmax over every direction's terms, or one per direction, averaged")
 @option("--query-prompt", help="prefix for queries, in training, evaluation and the saved model")
 @option("--passage-prompt", help="prefix for passages, likewise")

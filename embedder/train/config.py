@@ -35,7 +35,7 @@ from ..errors import UserError
 from ..eval.ir import prefixed_metric_names
 from ..model import precision as precisions
 from ..model.precision import PRECISIONS
-from .losses import directions_problem, validate_dims
+from .losses import ONE_WAY, directions_problem, validate_dims
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class TrainConfig:
     sampler: str = "no_duplicates"  # or "random" (ST's default); see README for the measurement
     mask_duplicates: bool = False  # also drop in-batch false negatives inside the loss
     mask_false_negatives: float | None = None  # drop negatives more similar than the positive + this margin
-    directions: tuple[str, ...] = ("query_to_doc",)  # loss terms (losses.py; ST 6.3's MNRL `directions`)
+    directions: tuple[str, ...] = ONE_WAY  # loss terms (losses.py; ST 6.3's MNRL `directions`)
     partition_mode: str = "joint"  # one softmax over the directions, or one per direction, averaged
     query_prompt: str = ""
     passage_prompt: str = ""

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..data import batching
+from .losses import ONE_WAY
 
 
 def _clock(seconds: float) -> str:
@@ -119,7 +120,7 @@ def startup_report(model, config, train_sets, trainer) -> list[str]:
         f"scale {settings.scale:g} = temperature {1 / settings.scale:.3g}; lr {settings.lr:g}, linear decay, "
         f"max_grad_norm {settings.max_grad_norm:g}",
         "loss: " + (f"Matryoshka over dims {list(config.dims)} of MNRL" if config.dims else "MNRL")
-        + ("" if settings.directions == ("query_to_doc",) else
+        + ("" if settings.directions == ONE_WAY else
            f" with {' + '.join(settings.directions)} ({settings.partition_mode.replace('_', ' ')} softmax)"),
     ]
     if config.select_metric:

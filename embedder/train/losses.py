@@ -43,12 +43,13 @@ from .collator import Batch
 
 
 DIRECTIONS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
+ONE_WAY = ("query_to_doc",)  # ST's default: MNRL as in the formula above
 PARTITION_MODES = ("joint", "per_direction")
 
 
 def mnrl_loss(anchors: torch.Tensor, candidates: torch.Tensor, scale: float = 20.0,
               mask: torch.Tensor | None = None, offset: int = 0,
-              false_negative_margin: float | None = None, directions: Sequence[str] = ("query_to_doc",),
+              false_negative_margin: float | None = None, directions: Sequence[str] = ONE_WAY,
               partition_mode: str = "joint", queries: torch.Tensor | None = None) -> torch.Tensor:
     """anchors (B, D), candidates (N ≥ B, D) with candidates[offset + i] the positive of anchors[i] (offset > 0 when
     the candidates were gathered from several devices); mask (B, N) True = drop; false_negative_margin: see
@@ -66,7 +67,7 @@ def mnrl_loss(anchors: torch.Tensor, candidates: torch.Tensor, scale: float = 20
         return logits.sum()
     rows = torch.arange(anchors.shape[0], device=anchors.device)
     labels = offset + rows
-    if tuple(directions) == ("query_to_doc",):
+    if tuple(directions) == ONE_WAY:
         return F.cross_entropy(logits, labels)
     queries = anchors if queries is None else queries.float()
     positives = candidates[labels]  # (B, D)
@@ -149,7 +150,7 @@ def validate_dims(dims: Sequence[int], embedding_dimension: int, weights: Sequen
 def matryoshka_loss(anchors: torch.Tensor, candidates: torch.Tensor, dims: Sequence[int],
                     weights: Sequence[float] | None = None, scale: float = 20.0,
                     mask: torch.Tensor | None = None, offset: int = 0,
-                    false_negative_margin: float | None = None, directions: Sequence[str] = ("query_to_doc",),
+                    false_negative_margin: float | None = None, directions: Sequence[str] = ONE_WAY,
                     partition_mode: str = "joint", queries: torch.Tensor | None = None) -> torch.Tensor:
     """Σ_d w_d · mnrl_loss on the first d entries (re-normalised) of every embedding (false negatives, when
     masked, judged at each dim)."""
@@ -182,13 +183,13 @@ def loss_function(batch: Batch, config, context: distributed.Context):
             columns = [distributed.gather_with_grad(c, batch.sizes) for c in columns]
         candidates = torch.cat(columns, dim=0)  # positives first, then each negative column
         mask = None
-        if config.settings.mask_duplicates:
+        settings = config.settings
+        if settings.mask_duplicates:
             ids = batch.text_ids if gather else batch.text_ids[local_rows]
             mask = copy_to(duplicate_mask(ids[:, 1:].T.reshape(-1), anchors.shape[0], offset), anchors.device)
-        settings = config.settings
         directions, partition = settings.directions, settings.partition_mode
         queries = None  # the other directions score against every anchor of the global batch
-        if gather and tuple(directions) != ("query_to_doc",):
+        if gather and tuple(directions) != ONE_WAY:
             queries = distributed.gather_with_grad(anchors, batch.sizes)
         margin = settings.mask_false_negatives
         if config.dims:

@@ -22,6 +22,7 @@ from ..model.locate import PACKAGED, ST_ORG
 from ..version import __version__
 from .config import DEFAULT_SELECT
 from .console import device_name
+from .losses import ONE_WAY
 
 
 @dataclass
@@ -256,7 +257,7 @@ def card_facts(config, model, trainer, train_pairs, eval_sets, base_metrics, fin
         column_tokens=column_tokens, samples=[tuple(row) for row in train_pairs[0].rows[:3]],
         loss_info={"loss": "MultipleNegativesRankingLoss", "scale": config.settings.scale,
                    **({"directions": list(config.settings.directions), "partition_mode": config.settings.partition_mode}
-                      if config.settings.directions != ("query_to_doc",) else {}),
+                      if config.settings.directions != ONE_WAY else {}),
                    **({"matryoshka_dims": list(config.dims), "matryoshka_weights": list(config.weights),
                        "n_dims_per_step": -1} if config.dims else {})},
         base_metrics=base_metrics, final_metrics=final_metrics, log_rows=trainer.store.log_rows,
