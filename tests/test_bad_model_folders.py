@@ -131,7 +131,9 @@ def test_damaged_or_foreign_checkpoints(tmp_path, tiny_bert_folder):
         shutil.copytree(tmp_path / "run.checkpoints", work / f"{name}.checkpoints")
         cases.append((name, ["train.py", "--base", str(base), *base_args, "--output", str(work / name), "--resume"],
                       fragment))
-    for name, flag, value in (("changed-batch", "--batch-size", "4"), ("changed-seed", "--seed", "7")):
+    for name, flag, value in (("changed-batch", "--batch-size", "4"), ("changed-seed", "--seed", "7"),
+                              ("changed-scale", "--scale", "30"), ("changed-lr", "--lr", "1e-4"),
+                              ("changed-directions", "--directions", "query_to_doc,doc_to_query")):
         shutil.copytree(tmp_path / "run.checkpoints", work / f"{name}.checkpoints")
         args = [*base_args[:base_args.index(flag)], *base_args[base_args.index(flag) + 2:]] if flag in base_args \
             else base_args

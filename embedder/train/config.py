@@ -261,11 +261,18 @@ class RunConfig:
     training_data: str  # sha256 of every training text, in order (16 hex digits)
 
     def resume_key(self) -> dict:
-        """What decides the batches and the loss: a resumed run must match all of it. Keys are the flags."""
+        """What decides the batches, the loss and the updates: a resumed run must match all of it. Keys are the
+        flags (a checkpoint written before a key existed matches any value of it)."""
         s = self.settings
         return {"--batch-size": s.batch_size, "--epochs": s.epochs, "--seed": s.seed,
                 "--no-duplicates/--allow-duplicates": s.sampler,
-                "--matryoshka-dims": list(self.dims) if self.dims else None, "world size (torchrun)": self.world_size,
+                "--matryoshka-dims": list(self.dims) if self.dims else None,
+                "--matryoshka-weights": list(self.weights) if self.weights else None,
+                "--scale": s.scale, "--mask-duplicates": s.mask_duplicates,
+                "--mask-false-negatives": s.mask_false_negatives, "--directions": list(s.directions),
+                "--partition-mode": s.partition_mode, "--lr": s.lr, "--warmup-ratio": s.warmup_ratio,
+                "--warmup-steps": s.warmup_steps, "--weight-decay": s.weight_decay,
+                "--max-grad-norm": s.max_grad_norm, "world size (torchrun)": self.world_size,
                 "--max-seq-length": self.max_seq_length, "training data": self.training_data}
 
     def derived_json(self) -> dict:

@@ -168,8 +168,8 @@ class Trainer:
         for key, now in self.config.resume_key().items():
             before = self.state.plan.get(key, now)
             if before != now:
-                raise UserError(f"--resume: {key} changed since {folder} ({before} -> {now}); a resumed run must draw "
-                                "the same batches: give the original setting, or start over with --overwrite")
+                raise UserError(f"--resume: {key} changed since {folder} ({before} -> {now}); a resumed run must "
+                                "continue the same training: give the original setting, or start over with --overwrite")
         if self.state.scaler and self.scaler.is_enabled():
             self.scaler.load_state_dict(self.state.scaler)
         self.tracker.restore(self.model)
