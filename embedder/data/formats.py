@@ -16,6 +16,7 @@ embedder/data/stdlib.py, or data in memory) is resolved in embedder/data/specs.p
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,3 +226,16 @@ def load_ir(path: str | Path) -> IRDataset:
 def ir_to_pairs(ir: IRDataset) -> PairDataset:
     rows = [(ir.queries[qid], ir.corpus[pid]) for qid in ir.queries for pid in ir.relevant.get(qid, [])]
     return PairDataset(("anchor", "positive"), rows, ir.source, ir.skipped, ir.records)
+
+
+def content_digest(pair_sets: list[PairDataset]) -> str:
+    """The training data by content (what --resume compares): sha256 over every text of every row, in order, NUL
+    after a text, newline after a row, form feed after a data set; 16 hex digits."""
+    digest = hashlib.sha256()
+    for pairs in pair_sets:
+        for row in pairs.rows:
+            for text in row:
+                digest.update(text.encode("utf-8") + b"\0")
+            digest.update(b"\n")
+        digest.update(b"\f")
+    return digest.hexdigest()[:16]

@@ -23,12 +23,11 @@ have the same), the model folder's train_config.json holds it, and everything do
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from ..data.formats import MAX_SKIPPED_SHARE, IRDataset, PairDataset
+from ..data.formats import MAX_SKIPPED_SHARE, IRDataset, PairDataset, content_digest
 from ..data.holdout import DEFAULT_SHARE
 from ..data.specs import is_default_spec
 from ..errors import UserError
@@ -280,17 +279,6 @@ class RunConfig:
         return {k: v for k, v in asdict(self).items() if k != "settings"}
 
 
-def data_digest(train_pairs) -> str:
-    digest = hashlib.sha256()
-    for pairs in train_pairs:
-        for row in pairs.rows:
-            for text in row:
-                digest.update(text.encode("utf-8") + b"\0")
-            digest.update(b"\n")
-        digest.update(b"\f")
-    return digest.hexdigest()[:16]
-
-
 def resolve(config: TrainConfig, model, train_pairs, eval_sets, context) -> RunConfig:
     """The run's resolved configuration (see the module docstring); UserError naming the flag for a setting the
     model or the data cannot take. eval_sets: (spec name, IRDataset) pairs."""
@@ -331,7 +319,7 @@ def resolve(config: TrainConfig, model, train_pairs, eval_sets, context) -> RunC
         weights=weights, eval_dims=eval_dims, eval_names=eval_names, select_metric=select_metric,
         world_size=context.world_size, global_batch=global_batch, gather_across_devices=gathered,
         negatives_per_query=(seen - 1) + seen * hard, hard_negative_columns=hard, max_seq_length=max_seq_length,
-        training_data=data_digest(train_pairs))
+        training_data=content_digest(train_pairs))
 
 
 __all__ = ["PRECISIONS", "RunConfig", "TrainConfig", "default_dims", "resolve", "validate_config"]

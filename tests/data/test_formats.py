@@ -2,6 +2,7 @@
 line naming the file, IR -> pairs, the embedded default data set's shape and split hygiene, and a property test
 that random bytes and random JSON never raise anything but UserError."""
 
+import hashlib
 import json
 
 import pytest
@@ -170,3 +171,12 @@ def test_stdlib_default_data_set():
             assert ir.queries[qid] not in " ".join(ir.corpus[pids[0]].split())  # its docstring was removed
     stdlib_data._stdlib_dataset.cache_clear()
     assert stdlib_data.stdlib_dataset()["test"].queries == sets["test"].queries  # deterministic: built again, the same
+
+
+def test_content_digest_is_the_documented_sha256():
+    """--resume compares the training data by this digest: worked out by hand from its docstring's layout."""
+    sets = [data.PairDataset(("anchor", "positive"), [("q1", "p1"), ("q2", "é")]),
+            data.PairDataset(("anchor", "positive"), [])]
+    by_hand = hashlib.sha256("q1\0p1\0\nq2\0é\0\n\f\f".encode("utf-8")).hexdigest()[:16]
+    assert data.content_digest(sets) == by_hand
+    assert data.content_digest(sets[:1]) != by_hand  # the second (empty) set still counts
