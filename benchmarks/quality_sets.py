@@ -5,6 +5,7 @@ data set and seed, scored on each set's test split (reported, never used to choo
     python benchmarks/quality_sets.py run --system st --base all-MiniLM-L6-v2 --seeds 42,1
     python benchmarks/quality_sets.py run --system embedder --base all-MiniLM-L6-v2 --seeds 42,1 [--flags "..."]
     python benchmarks/quality_sets.py table --base all-MiniLM-L6-v2
+    python benchmarks/quality_sets.py st-step-time --base all-mpnet-base-v2 --set nutrition
 
 Sets: aipolicy, nutrition, econpapers (../shared/data/<set>/train.json -> test.json) and the embedded stdlib data
 (stdlib:train -> stdlib:test). `--system embedder` runs `python train.py --base B --train <train> --seed S
@@ -131,6 +132,36 @@ def run(system, base, sets, seeds, flags, mine, label):
             print(json.dumps(row), flush=True)
             with results_path(base).open("a") as out:
                 out.write(json.dumps(row) + "\n")
+
+
+@cli.command("st-step-time")
+@click.option("--base", default="all-mpnet-base-v2")
+@click.option("--set", "name", default="nutrition", type=click.Choice(SETS))
+@click.option("--steps", default=4, help="steps to time; the first (warm-up) is left out of the median")
+def st_step_time(base, name, steps):
+    """How long ST's run with the seeds' recipe would take on a set, from the median of its first steps."""
+    from sentence_transformers import SentenceTransformer
+    from transformers import TrainerCallback
+
+    from embedder.data.specs import load_train
+    from embedder.model import locate
+    from st_trainer import st_trainer
+    model = SentenceTransformer(str(locate.model_folder(base)), device="cpu")
+    pairs = [(r[0], r[1]) for r in load_train(train_spec(name)).rows]
+    width = model.get_sentence_embedding_dimension()
+    batch, ends = 16 if width == 384 else 20, []
+
+    class StepEnds(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            ends.append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory() as tmp:
+        st_trainer(model, pairs, tmp, batch, SEED_DIMS.get(width, ()), max_steps=steps, epochs=5,
+                   callbacks=[StepEnds()]).train()
+    step = statistics.median(b - a for a, b in zip(ends, ends[1:]))
+    total = 5 * -(-len(pairs) // batch)
+    print(f"{base} on {name}: {len(pairs)} pairs, batch {batch}; ST's step {step:.1f} s (median of steps 2-{steps}); "
+          f"5 epochs = {total} steps = {total * step / 3600:.1f} h of training")
 
 
 @cli.command()
