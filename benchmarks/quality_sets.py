@@ -67,6 +67,13 @@ def score(model, name: str) -> dict:
     return row
 
 
+def seed_batch_and_dims(model) -> tuple[int, list[int]]:
+    """The seeds' batch size and Matryoshka dims for an ST model: 16 and plain MNRL for the 384-wide MiniLM, 20 and
+    768…64 for 768-wide models."""
+    width = model.get_sentence_embedding_dimension()
+    return 16 if width == 384 else 20, SEED_DIMS.get(width, [])
+
+
 def results_path(base: str) -> Path:
     return REPO / "benchmarks" / "results" / f"quality-{Path(base).name}.jsonl"
 
@@ -104,9 +111,7 @@ def run(system, base, sets, seeds, flags, mine, label):
                 elif system == "st":
                     model = SentenceTransformer(folder, device="cpu")
                     pairs = [(r[0], r[1]) for r in load_train(train_spec(name)).rows]
-                    width = model.get_sentence_embedding_dimension()
-                    trainer = st_trainer(model, pairs, tmp, 16 if width == 384 else 20, SEED_DIMS.get(width, ()),
-                                         epochs=5, seed=seed)
+                    trainer = st_trainer(model, pairs, tmp, *seed_batch_and_dims(model), epochs=5, seed=seed)
                     trainer.train()
                 else:
                     train = train_spec(name)
@@ -148,16 +153,14 @@ def st_step_time(base, name, steps):
     from st_trainer import st_trainer
     model = SentenceTransformer(str(locate.model_folder(base)), device="cpu")
     pairs = [(r[0], r[1]) for r in load_train(train_spec(name)).rows]
-    width = model.get_sentence_embedding_dimension()
-    batch, ends = 16 if width == 384 else 20, []
+    (batch, dims), ends = seed_batch_and_dims(model), []
 
     class StepEnds(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             ends.append(time.perf_counter())
 
     with tempfile.TemporaryDirectory() as tmp:
-        st_trainer(model, pairs, tmp, batch, SEED_DIMS.get(width, ()), max_steps=steps, epochs=5,
-                   callbacks=[StepEnds()]).train()
+        st_trainer(model, pairs, tmp, batch, dims, max_steps=steps, epochs=5, callbacks=[StepEnds()]).train()
     step = statistics.median(b - a for a, b in zip(ends, ends[1:]))
     total = 5 * -(-len(pairs) // batch)
     print(f"{base} on {name}: {len(pairs)} pairs, batch {batch}; ST's step {step:.1f} s (median of steps 2-{steps}); "
