@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 DATA = REPO.parent / "shared" / "data"
 SETS = ("aipolicy", "nutrition", "econpapers", "stdlib")
 SEED_DIMS = {768: [768, 512, 256, 128, 64]}
+SEED_EPOCHS = 5
 
 
 def train_spec(name: str) -> str:
@@ -65,6 +66,12 @@ def score(model, name: str) -> dict:
         row[f"{split}_map@100"] = round(metrics["cosine_map@100"], 4)
         row[f"{split}_ndcg@10"] = round(metrics["cosine_ndcg@10"], 4)
     return row
+
+
+def train_pairs(name: str) -> list[tuple[str, str]]:
+    """A set's (anchor, positive) training pairs, as ST's trainer takes them."""
+    from embedder.data.specs import load_train
+    return [(r[0], r[1]) for r in load_train(train_spec(name)).rows]
 
 
 def seed_batch_and_dims(model) -> tuple[int, list[int]]:
@@ -96,7 +103,6 @@ def run(system, base, sets, seeds, flags, mine, label):
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from embedder.data.specs import load_train
     from embedder.model import locate
     from embedder.train.console import device_name
     from st_trainer import st_trainer
@@ -110,8 +116,8 @@ def run(system, base, sets, seeds, flags, mine, label):
                     model = SentenceTransformer(folder, device="cpu")
                 elif system == "st":
                     model = SentenceTransformer(folder, device="cpu")
-                    pairs = [(r[0], r[1]) for r in load_train(train_spec(name)).rows]
-                    trainer = st_trainer(model, pairs, tmp, *seed_batch_and_dims(model), epochs=5, seed=seed)
+                    trainer = st_trainer(model, train_pairs(name), tmp, *seed_batch_and_dims(model),
+                                         epochs=SEED_EPOCHS, seed=seed)
                     trainer.train()
                 else:
                     train = train_spec(name)
@@ -148,11 +154,10 @@ def st_step_time(base, name, steps):
     from sentence_transformers import SentenceTransformer
     from transformers import TrainerCallback
 
-    from embedder.data.specs import load_train
     from embedder.model import locate
     from st_trainer import st_trainer
     model = SentenceTransformer(str(locate.model_folder(base)), device="cpu")
-    pairs = [(r[0], r[1]) for r in load_train(train_spec(name)).rows]
+    pairs = train_pairs(name)
     (batch, dims), ends = seed_batch_and_dims(model), []
 
     class StepEnds(TrainerCallback):
@@ -160,11 +165,11 @@ def st_step_time(base, name, steps):
             ends.append(time.perf_counter())
 
     with tempfile.TemporaryDirectory() as tmp:
-        st_trainer(model, pairs, tmp, batch, dims, max_steps=steps, epochs=5, callbacks=[StepEnds()]).train()
+        st_trainer(model, pairs, tmp, batch, dims, max_steps=steps, epochs=SEED_EPOCHS, callbacks=[StepEnds()]).train()
     step = statistics.median(b - a for a, b in zip(ends, ends[1:]))
-    total = 5 * -(-len(pairs) // batch)
+    total = SEED_EPOCHS * -(-len(pairs) // batch)
     print(f"{base} on {name}: {len(pairs)} pairs, batch {batch}; ST's step {step:.1f} s (median of steps 2-{steps}); "
-          f"5 epochs = {total} steps = {total * step / 3600:.1f} h of training")
+          f"{SEED_EPOCHS} epochs = {total} steps = {total * step / 3600:.1f} h of training")
 
 
 @cli.command()

@@ -8,6 +8,7 @@ Formats read (every mistake is a UserError naming the file, the record and the f
 - FlagEmbedding JSONL `{"query": …, "pos": [...], "neg": [...]}`: one row per positive, with the first n
   negatives where n is the smallest negative count in the file (MNRL needs the same columns in every row).
 An IR set becomes training pairs as one (question, passage) row per relevant passage, questions in file order.
+`content_digest` names training pairs by their texts (what --resume compares).
 
 What a --train/--eval value names (a file, the embedded default data set `stdlib[:split]` built in
 embedder/data/stdlib.py, or data in memory) is resolved in embedder/data/specs.py;
