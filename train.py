@@ -16,7 +16,7 @@ import sys
 
 import click
 
-from embedder.cli import parse_dims, parse_directions, parse_merge, parse_weights
+from embedder.cli import parse_dims, parse_directions, parse_exports, parse_merge, parse_weights
 from embedder.errors import UserError, error_lines
 from embedder.model.precision import PRECISIONS
 from embedder.train.config import TrainConfig
@@ -56,6 +56,9 @@ def repeated(values: tuple[str, ...]) -> tuple[str, ...] | None:
         "have an empty text (they are skipped otherwise, with a warning)")
 @option("--merge", help="merge the trained weights with the base: auto (w searched on 0.5…1.0), off, or w")
 @click.option("--output", default=None, help="folder for the fine-tuned model (default output/<base>-finetuned)")
+@option("--export", help="also write, into the output: onnx (onnx/model.onnx for ST's backend, "
+        "onnx/sentence_embedding.onnx with pooling inside), int8 (dynamic int8 of both, measured on the validation "
+        "set), openvino; a comma list, e.g. onnx,int8  [needs: pip install 'embedder[onnx]']")
 @option("--epochs", type=int)
 @option("--max-steps", type=int, help="stop after this many optimiser steps")
 @option("--batch-size", type=int)
@@ -96,14 +99,15 @@ def repeated(values: tuple[str, ...]) -> tuple[str, ...] | None:
         help="under torchrun, use the positives of every process as negatives")
 @option("--device", help="cpu, cuda, cuda:1… (default: cuda when available)")
 def main(train, eval, eval_general, merge, matryoshka_dims, matryoshka_weights, no_duplicates, keep_last, directions,
-         **settings):
+         export, **settings):
     """Fine-tune BASE on (question, passage) pairs and save a sentence-transformers folder."""
     try:
         config = TrainConfig(
             train=tuple(train) or DEFAULT["train"], eval=repeated(eval), eval_general=repeated(eval_general),
             merge=parse_merge(merge), matryoshka_dims=parse_dims(matryoshka_dims),
             matryoshka_weights=parse_weights(matryoshka_weights), sampler="no_duplicates" if no_duplicates else "random",
-            keep_best=not keep_last, directions=parse_directions(directions), **settings)
+            keep_best=not keep_last, directions=parse_directions(directions), export=parse_exports(export),
+            **settings)
         run(config, echo=click.echo)
     except UserError as err:
         click.echo(error_lines(err), err=True)

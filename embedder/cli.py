@@ -4,6 +4,7 @@ shares.
     python -m embedder mine --data train.json --out pairs.jsonl      # hard negatives (embedder/data/mining.py)
     python -m embedder merge MODEL_A MODEL_B --weight 0.7 --output DIR   # w · A + (1 − w) · B (train/forgetting.py)
     python -m embedder data stdlib --out DIR                         # the embedded data set as IR JSON files
+    python -m embedder export MODEL_FOLDER --onnx --int8 [--openvino]   # ONNX files into the folder
 
 `python -m embedder.mine`, `python -m embedder.merge` and `python -m embedder.data` are the same commands. A user
 mistake is one line on stderr and exit code 2 (embedder/errors.py).
@@ -14,6 +15,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import click
@@ -23,7 +26,9 @@ from .data.mining import describe, mine as mine_negatives, write_rows
 from .data.specs import is_default_spec, load_eval_set
 from .data.stdlib import SPLIT_SIZES, stdlib_dataset
 from .errors import UserError, one_line_errors
-from .files import check_output
+from .eval.deploy import export_with_report
+from .files import check_output, replace_parts
+from .model import onnx_export
 from .model.embedder import load
 from .train.forgetting import merge_states
 
@@ -58,6 +63,12 @@ def parse_weights(text: str | None) -> tuple[float, ...] | None:
 def parse_directions(text: str) -> tuple[str, ...]:
     """--directions: a comma list of loss terms (TrainConfig checks the names)."""
     return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def parse_exports(text: str) -> tuple[str, ...]:
+    """--export: a comma list (TrainConfig checks the names); int8 and openvino imply onnx."""
+    kinds = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
+    return ("onnx", *(k for k in kinds if k != "onnx")) if kinds else ()
 
 
 def parse_merge(text: str) -> str | float:
@@ -137,6 +148,45 @@ def merge(model_a, model_b, weight, output):
         print(f"saved {weight:g} · {model_a} + {1 - weight:g} · {model_b} to {output}")
 
 
+@main.command(context_settings=CONTEXT)
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--onnx", "onnx", is_flag=True, help="onnx/model.onnx (ST's backend) and onnx/sentence_embedding.onnx "
+              "(the whole model, pooling and Normalize inside)")
+@click.option("--int8", is_flag=True, help="also dynamic int8 (onnx/model_qint8_TARGET.onnx …), its fidelity measured")
+@click.option("--int8-target", type=click.Choice(onnx_export.INT8_TARGETS), default=None,
+              help="the CPU the int8 files are for, as ST names them  [default: this CPU's]")
+@click.option("--openvino", is_flag=True, help="also OpenVINO IR (openvino/openvino_model.xml), fp32")
+@click.option("--dims", default="auto", show_default=True, help="Matryoshka outputs of the sentence graph: auto "
+              "(the dims in the folder's train_config.json), none, or a comma list")
+@click.option("--eval", "eval_spec", default="stdlib:val", show_default=True,
+              help="IR set on which int8 is measured against fp32 (your validation set)")
+def export(folder, onnx, int8, int8_target, openvino, dims, eval_spec):
+    """Write ONNX (and OpenVINO) files into a saved model FOLDER, in sentence-transformers' layout. The folder
+    changes only when every file is written: a failed export leaves it as it was."""
+    with one_line_errors():
+        path = Path(folder)
+        if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
+            raise UserError(f"FOLDER {folder} holds no model (no modules.json or config.json); give a model folder")
+        if not (onnx or int8 or openvino):
+            raise UserError("name what to export: --onnx, --int8 or --openvino")
+        kinds = ("onnx",) + (("int8",) if int8 else ()) + (("openvino",) if openvino else ())
+        onnx_export.require_extras(kinds)
+        chosen = parse_dims(dims)
+        if chosen == "auto":
+            config = path / "train_config.json"
+            chosen = tuple(json.loads(config.read_text(encoding="utf-8")).get("resolved", {}).get("dims") or ()) \
+                if config.is_file() else ()
+        ir = load_eval_set(eval_spec) if int8 else None
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.export-", dir=path.parent))
+        try:
+            export_with_report(path, staging, kinds, tuple(chosen or ()), int8_target or onnx_export.host_int8_target(),
+                               ir, eval_spec, click.echo)
+            replace_parts(staging, path, [onnx_export.ONNX_FOLDER, onnx_export.OPENVINO_FOLDER, "README.md"])
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        click.echo(f"wrote them into {folder}")
+
+
 @main.group(context_settings=CONTEXT)
 def data():
     """Data-set utilities."""
@@ -157,4 +207,4 @@ def write_stdlib(out):
         print(f"{folder / (split + '.json')}: {len(ir.queries)} queries, {len(ir.corpus)} passages")
 
 
-__all__ = ["main", "parse_dims", "parse_merge", "parse_numbers", "parse_weights"]
+__all__ = ["main", "parse_dims", "parse_exports", "parse_merge", "parse_numbers", "parse_weights"]

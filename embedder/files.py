@@ -4,8 +4,9 @@ a reason it could have known at its start, and never destroys what it reads.
 `check_output(path, flag, inputs, …)` refuses, with a UserError naming the flag and the fix:
 - a path that names nothing (`''`, `.`, `..`) or that the OS will not create (a name too long, a forbidden
   character): the exact names the run will create beside the output — the output itself, its staging sibling
-  `.NAME.tmp-XXXXXXXX`, and any extra sibling such as `NAME.checkpoints` — are created and removed again, with any
-  missing parent folders, so the file system itself answers;
+  `.NAME.tmp-XXXXXXXX`, and any extra sibling such as `NAME.checkpoints` — and its missing parent folders are
+  created inside a hidden folder of the check's own in the nearest existing folder (the same file system), and
+  removed with it, so the file system itself answers and nothing is ever made at the output's path;
 - a location that cannot be written (the nearest existing folder is a file, or not writable; a file's folder
   must exist);
 - an output that is one of the run's inputs (or another output), contains one, or would replace a file inside an
@@ -32,29 +33,24 @@ def _existing_ancestor(path: Path) -> Path:
     return parent
 
 
-def _probe_names(path: Path, names: list[str], flag: str, shown: Path) -> None:
-    """Create (and remove) the folders along `path`'s parent and each sibling name: the OS rejects what it would
-    reject at the end of the run."""
-    created: list[Path] = []
+def _probe_names(path: Path, names: list[str], flag: str, shown: Path, ancestor: Path) -> None:
+    """Create the folders along `path`'s parent and each sibling name inside a hidden folder of the run's own in
+    `ancestor` (the nearest existing folder, so the same file system), then remove it: the OS rejects what it would
+    reject at the end of the run, and a run killed meanwhile leaves nothing at `path` or beside it."""
     try:
-        for missing in reversed([p for p in [path.parent, *path.parent.parents] if not p.exists()]):
-            os.mkdir(missing)
-            created.append(missing)
+        root = Path(tempfile.mkdtemp(prefix=".write-test-", dir=ancestor))
+    except OSError as err:
+        raise UserError(f"{flag} {shown}: cannot write in {ancestor} ({err.strerror}); choose another path") from None
+    try:
+        parent = root / path.parent.relative_to(ancestor) if path.parent != ancestor else root
+        parent.mkdir(parents=True, exist_ok=True)
         for name in names:
-            probe = path.parent / name
-            if probe.exists():
-                continue
-            os.mkdir(probe)
-            created.append(probe)
+            os.mkdir(parent / name)
     except OSError as err:
         raise UserError(f"{flag} {shown}: the file system refuses this path ({err.strerror}); "
                         "choose a shorter or plainer name") from None
     finally:
-        for folder in reversed(created):
-            try:
-                os.rmdir(folder)
-            except OSError:
-                pass
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _refuse_inputs(path: Path, flag: str, inputs: list[tuple[str, str | Path]], shown: Path) -> None:
@@ -97,12 +93,9 @@ def _check_output(path, flag, inputs, is_file, siblings) -> None:
     ancestor = _existing_ancestor(path)
     if not ancestor.is_dir():
         raise UserError(f"{flag} {shown}: {ancestor} is a file, not a folder; choose another path")
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".write-test-", dir=ancestor))
-    except OSError as err:
-        raise UserError(f"{flag} {shown}: cannot write in {ancestor} ({err.strerror}); choose another path") from None
     _refuse_inputs(path, flag, list(inputs), shown)
-    _probe_names(path, [name, f".{name}.tmp-{'x' * 8}", *(s.format(name=name) for s in siblings)], flag, shown)
+    _probe_names(path, [name, f".{name}.tmp-{'x' * 8}", *(s.format(name=name) for s in siblings)], flag, shown,
+                 ancestor)
 
 
 def check_free_space(path: str | Path, needed: int, flag: str) -> None:
@@ -122,6 +115,20 @@ def write_file_atomically(path: str | Path, text: str) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def replace_parts(staging: Path, folder: Path, names: list[str]) -> None:
+    """Move each `staging/name` that exists onto `folder/name`, settled (modes, fsync) first: a file by one
+    os.replace, a folder by two renames (the old one into `staging`, removed with it, then the new one in). Called
+    when everything is written, so a failure before it leaves `folder` as it was."""
+    _settle_tree(staging)
+    for name in names:
+        new, old = staging / name, folder / name
+        if not new.exists():
+            continue
+        if new.is_dir() and old.exists():
+            os.rename(old, staging / f".replaced-{name}")
+        os.replace(new, old)
 
 
 def _settle_tree(folder: Path) -> None:
@@ -161,4 +168,4 @@ def write_atomically(target: Path, fill, claim: Claim | None = None) -> None:
         raise
 
 
-__all__ = ["check_free_space", "check_output", "write_atomically", "write_file_atomically"]
+__all__ = ["check_free_space", "check_output", "replace_parts", "write_atomically", "write_file_atomically"]

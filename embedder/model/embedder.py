@@ -29,7 +29,7 @@ from .normalize import Normalize
 from .pooling import Pooling
 from .precision import autocast as precision_autocast
 from .similarity import similarity
-from .tokenizer import TOKENIZER_FILES, TextTokenizer, TokenizerProblem
+from .tokenizer import TextTokenizer, TokenizerProblem
 from .transfer import to_device
 
 
@@ -268,10 +268,11 @@ class Embedder(nn.Module):
         return self.backbone.export_state_dict()
 
     def save(self, path: str | Path, model_card: str | None = None, extra_files: dict[str, str] | None = None,
-             claim=None) -> None:
+             claim=None, then=None) -> None:
         """Write a classic ST folder at `path`, atomically (embedder/files.py `write_atomically`); extra_files:
         name -> text written beside the model (a training log, the run's settings); claim: what the write may
-        replace (embedder/ownership.py; default: what is at `path` now)."""
+        replace (embedder/ownership.py; default: what is at `path` now); then(folder): more files written into
+        the staging folder once the model is there (an export), before the swap."""
         import transformers
 
         state = self.export_state_dict()
@@ -279,14 +280,16 @@ class Embedder(nn.Module):
 
         def fill(folder: Path):
             st_format.write_folder(
-                folder, weights=state, hf_config=self.hf_config, tokenizer_dir=self.source_dir,
-                tokenizer_files=TOKENIZER_FILES, pooling_config=self.pooling.config(),
+                folder, weights=state, hf_config=self.hf_config,
+                write_tokenizer=lambda into: self.tokenizer.save_files(self.source_dir, into), pooling_config=self.pooling.config(),
                 normalize=self.normalize is not None, max_seq_length=self.max_seq_length,
                 do_lower_case=self.tokenizer.do_lower_case, prompts=self.prompts,
                 default_prompt_name=self.default_prompt_name, versions=versions, model_card=model_card,
                 similarity_fn_name=self.similarity_fn_name)
             for name, text in (extra_files or {}).items():
                 (folder / name).write_text(text, encoding="utf-8")
+            if then is not None:
+                then(folder)
 
         write_atomically(Path(path), fill, claim)
 

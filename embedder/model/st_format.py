@@ -1,5 +1,5 @@
 """The sentence-transformers folder format: the one module that knows its file names (the tokenizer's own files
-are embedder/model/tokenizer.py's `TOKENIZER_FILES`).
+are embedder/model/tokenizer.py's, which writes them).
 
 Read: modules.json lists the chain (Transformer at the root, 1_Pooling/, optional 2_Normalize/);
 sentence_bert_config.json holds max_seq_length and do_lower_case; config_sentence_transformers.json holds prompts
@@ -21,7 +21,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -177,11 +176,12 @@ def _write_json(path: Path, obj) -> None:
         f.write("\n")
 
 
-def write_folder(folder: Path, *, weights: dict, hf_config: dict, tokenizer_dir: Path, tokenizer_files,
+def write_folder(folder: Path, *, weights: dict, hf_config: dict, write_tokenizer,
                  pooling_config: dict, normalize: bool, max_seq_length: int, do_lower_case: bool,
                  prompts: dict, default_prompt_name: str | None, versions: dict, model_card: str | None,
                  similarity_fn_name: str = "cosine") -> None:
-    """Fill `folder` (a staging folder) with a classic ST model."""
+    """Fill `folder` (a staging folder) with a classic ST model; `write_tokenizer(folder)` writes the tokenizer's
+    files."""
     modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
     if normalize:
@@ -199,8 +199,6 @@ def write_folder(folder: Path, *, weights: dict, hf_config: dict, tokenizer_dir:
             hf_config[key] = "float32"
     _write_json(folder / HF_CONFIG_FILE, hf_config)
     save_tensors(weights, folder / WEIGHTS_FILE, metadata={"format": "pt"})
-    for name in tokenizer_files:
-        if (tokenizer_dir / name).is_file():
-            shutil.copyfile(tokenizer_dir / name, folder / name)
+    write_tokenizer(folder)
     if model_card is not None:
         (folder / "README.md").write_text(model_card, encoding="utf-8")

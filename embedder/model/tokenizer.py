@@ -9,6 +9,13 @@ max_position_embeddings.
 
 `encode_unpadded` returns plain id lists, for tokenising a training set once up front.
 
+`save_files` writes the tokenizer files of a saved model so that they say what the model does, for clients that
+read them instead of sentence_bert_config.json (transformers' AutoTokenizer and pipelines, raw `tokenizers`, ONNX
+Runtime clients): tokenizer.json truncates "longest_first" at max_seq_length and pads to the longest text of a batch
+(no fixed length), with the lower-casing `do_lower_case` asks for in its normaliser; tokenizer_config.json's
+model_max_length is max_seq_length. ST reads its own max_seq_length and lower-cases itself, which these files
+agree with, so ST's embeddings do not change.
+
 Texts are cut to CHARS_PER_TOKEN · max_seq_length characters before tokenising. The fast tokenizer truncates only
 after tokenising the whole text, so one 50 MB text took 52 s and 7 GB of memory to yield its first 256 tokens;
 the cut cannot change the result unless the kept tokens average more than CHARS_PER_TOKEN characters each (real
@@ -17,7 +24,12 @@ text averages 4-6; only runs of whitespace or characters the normaliser deletes 
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import torch
+from tokenizers import Tokenizer
 from tokenizers.normalizers import Lowercase, Sequence as NormalizerSequence
 from transformers import AutoTokenizer
 
@@ -95,3 +107,19 @@ class TextTokenizer:
         """Tokens a prompt occupies at the start of a text (its trailing special token excluded), as ST counts."""
         ids = self.encode_unpadded([prompt])[0]
         return len(ids) - (1 if ids and ids[-1] in self.hf.all_special_ids else 0)
+
+    def save_files(self, source_dir: Path, folder: Path) -> None:
+        """Copy the tokenizer files of `source_dir` into `folder`, tokenizer.json and tokenizer_config.json made to
+        agree with this tokenizer (see the module docstring)."""
+        for name in TOKENIZER_FILES:
+            if (source_dir / name).is_file():
+                shutil.copyfile(source_dir / name, folder / name)
+        backend = Tokenizer.from_str(self.hf.backend_tokenizer.to_str())  # a copy: the lower-casing included
+        backend.enable_truncation(self.max_seq_length, strategy="longest_first", direction="right")
+        backend.enable_padding(direction=self.hf.padding_side, pad_id=self.hf.pad_token_id,
+                               pad_type_id=self.hf.pad_token_type_id, pad_token=self.hf.pad_token)
+        backend.save(str(folder / "tokenizer.json"))
+        config_path = folder / "tokenizer_config.json"
+        config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+        config["model_max_length"] = self.max_seq_length  # do_lower_case stays: transformers would strip accents too
+        config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

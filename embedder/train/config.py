@@ -32,7 +32,7 @@ from ..data.holdout import DEFAULT_SHARE
 from ..data.specs import is_default_spec
 from ..errors import UserError
 from ..eval.ir import prefixed_metric_names
-from ..model import precision as precisions
+from ..model import onnx_export, precision as precisions
 from ..model.precision import PRECISIONS
 from .losses import ONE_WAY, directions_problem, validate_dims
 
@@ -50,6 +50,7 @@ class TrainConfig:
     max_general_drop: float = 0.02  # absolute cosine_map@100 on the general sets: a larger drop is warned about
     merge: str | float = "auto"  # merge with the base after training: auto (searched), off, or a weight in (0, 1]
     output: str | None = None  # None: output/<base's name>-finetuned
+    export: tuple[str, ...] = ()  # onnx, int8, openvino: written into the output too (embedder/model/onnx_export.py)
     epochs: int = 5  # seeds: num_train_epochs 5 (mpnet, bge) / 1-3 (MiniLM)
     max_steps: int | None = None  # stops early when reached
     batch_size: int = 20  # seeds: per_device_train_batch_size 20
@@ -202,6 +203,8 @@ _RULES = (
     ("merge", "--merge", lambda v: v in ("auto", "off") or _is_number(v) and 0 < v <= 1,
      "auto, off or a weight in (0, 1] (the fine-tuned share)"),
     ("output", "--output", lambda v: isinstance(v, str) and v != "", "a folder path"),
+    ("export", "--export", lambda v: isinstance(v, tuple) and all(k in onnx_export.EXPORTS for k in v),
+     "a comma list of " + ", ".join(onnx_export.EXPORTS)),
 )
 
 
@@ -216,6 +219,7 @@ def validate_config(config: TrainConfig) -> None:
         if not passed:
             shown = tuple(getattr(v, "source", v) for v in value) if isinstance(value, tuple) else value
             raise UserError(f"{flag} {shown!r}: out of range, give {good}; see python train.py --help")
+    onnx_export.require_extras(config.export)
     if config.validation_split and config.eval:
         raise UserError(f"--validation-split {config.validation_split:g} with --eval: validation is either held out "
                         "from --train or given; drop one of them")

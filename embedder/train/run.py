@@ -32,9 +32,11 @@ from ..data.formats import skipped_line
 from ..data.specs import overlap_warnings
 from ..errors import UserError, collect_errors
 from ..eval import regressions
+from ..eval.deploy import export_with_report
 from ..eval.ir import InformationRetrievalEvaluator, format_table
 from ..eval.regressions import mean_offdiagonal_cosine
 from ..model.embedder import load
+from ..model.onnx_export import host_int8_target
 from ..model.locate import check_name
 from ..ownership import OutputChanged
 from . import distributed, model_card
@@ -42,7 +44,7 @@ from .checkpoints import RunStore, needed_disk_space
 from .config import DEFAULT_SELECT, RunConfig, TrainConfig, default_dims, resolve
 from .console import Progress, startup_report
 from .forgetting import forgetting_check, merge_with_base, table as merge_table, verdict
-from .model_card import card_facts
+from .model_card import card_facts, public_settings, shown_name
 from .output import check_output, hold_output
 from .preflight import check_can_learn, drop_negatives_equal_to_positives
 from .stop_signals import Interrupted, StopSignals
@@ -222,6 +224,14 @@ def _train(settings, train_pairs, eval_sets, held_out, general_sets, context, de
                               f"{settings.output}") from None
 
 
+def exporter(config, eval_sets, echo):
+    """What `--export` writes into the staging folder once the model is there (embedder/eval/deploy.py), int8
+    measured on the run's first validation set (the embedded stdlib:val when the run has none)."""
+    name, ir = eval_sets[0] if eval_sets else ("stdlib:val", data_specs.load_eval_set("stdlib:val"))
+    return lambda staging: export_with_report(staging, staging, config.settings.export, config.dims or (),
+                                              host_int8_target(), ir, name, echo)
+
+
 @dataclass
 class TrainingResult:
     """What a run returns: the trained model (the best by the selection metric unless --keep-last), the metrics of
@@ -266,15 +276,16 @@ def finish(config, model, trainer, train_pairs, eval_sets, base_metrics, context
         facts.merge_table = merge_table(merged[1], merged[0], keys)
     card = model_card.render(model, facts)
     log_path = trainer.store.log_path
-    extra_files = {"train_config.json": json.dumps({**settings.to_json(), "resolved": config.derived_json()}, indent=2)
-                   + "\n"}
+    public = {**public_settings(settings.to_json()), "output": Path(settings.output).name}  # no machine's paths
+    extra_files = {"train_config.json": json.dumps({**public, "resolved": config.derived_json()}, indent=2) + "\n"}
     changes, per_query = regressions.report(trainer.state.base_ranks, trainer.tracker.last_ranks,
                                             dict(zip(config.eval_names, (ir for _, ir in eval_sets))))
     if per_query:
         extra_files["per_query_changes.jsonl"] = per_query
     if log_path.is_file():
         extra_files["training_log.jsonl"] = log_path.read_text(encoding="utf-8")
-    model.save(settings.output, model_card=card, extra_files=extra_files, claim=claim)
+    model.save(settings.output, model_card=card, extra_files=extra_files, claim=claim,
+               then=exporter(config, eval_sets, echo) if settings.export else None)
     out = Path(settings.output)
     if not settings.save_steps:  # the end-of-training checkpoint was only a safeguard; the model folder has it all
         shutil.rmtree(settings.checkpoint_dir, ignore_errors=True)

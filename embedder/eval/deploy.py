@@ -1,0 +1,98 @@
+"""The deployable files of a model folder (embedder/model/onnx_export.py) and what int8 costs, measured.
+
+int8 fidelity, on an IR set's texts T (its queries and passages), with e32 and e8 the fp32 and int8 sentence
+graphs' embeddings (ONNX Runtime alone, as a deployment runs them):
+    c(t) = ⟨e32(t), e8(t)⟩ / (‖e32(t)‖ ‖e8(t)‖),   reported: mean and minimum of c over T;
+    cosine_map@100 of the set with each graph (embedder/eval/ir.py), the change retrieval sees.
+A drop of map@100 by more than MAX_MAP_DROP gets a warning line. The model card gains a "Deploy" section with the
+files, how to load them and this measurement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..model import onnx_export
+from ..model.embedder import Embedder
+from ..model.onnx_export import ONNX_FOLDER, SENTENCE_FILE, OnnxSentenceEncoder, int8_file
+from .ir import InformationRetrievalEvaluator
+
+MAX_MAP_DROP = 0.01
+CARD_HEADING = "## Deploy: ONNX"
+
+
+@dataclass
+class Int8Fidelity:
+    set_name: str
+    texts: int
+    cos_mean: float
+    cos_min: float
+    map_fp32: float
+    map_int8: float
+
+    def line(self) -> str:
+        return (f"int8 against fp32 on {self.set_name} ({self.texts} texts): cosine mean {self.cos_mean:.4f}, "
+                f"minimum {self.cos_min:.4f}; cosine_map@100 {self.map_fp32:.4f} -> {self.map_int8:.4f}")
+
+    def warning(self) -> str | None:
+        drop = self.map_fp32 - self.map_int8
+        if drop > MAX_MAP_DROP:
+            return (f"WARNING: int8 lowers cosine_map@100 on {self.set_name} by {drop:.4f} (more than "
+                    f"{MAX_MAP_DROP}); deploy the fp32 graph where that matters")
+        return None
+
+
+def int8_fidelity(onnx_dir: Path, target: str, tokenizer, ir, set_name: str, batch_size: int = 32) -> Int8Fidelity:
+    fp32 = OnnxSentenceEncoder(onnx_dir / SENTENCE_FILE, tokenizer)
+    int8 = OnnxSentenceEncoder(onnx_dir / int8_file(SENTENCE_FILE[:-5], target), tokenizer)
+    texts = list(ir.queries.values()) + list(ir.corpus.values())
+    a, b = fp32.encode(texts, batch_size=batch_size), int8.encode(texts, batch_size=batch_size)
+    cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+    evaluator = InformationRetrievalEvaluator(ir.queries, ir.corpus, ir.relevant, score_functions=("cosine",),
+                                              batch_size=batch_size)
+    return Int8Fidelity(set_name, len(texts), float(cos.mean()), float(cos.min()),
+                        evaluator(fp32)["cosine_map@100"], evaluator(int8)["cosine_map@100"])
+
+
+def card_section(written: list[str], dims: tuple[int, ...], target: str | None, fidelity: Int8Fidelity | None) -> str:
+    outputs = ", ".join(onnx_export.output_names(dims))
+    lines = [CARD_HEADING, "", "Exported by embedder with the model, so that no client has to export it again:", ""]
+    lines += [f"- `{name}`" for name in written]
+    lines += ["", "```python", "from sentence_transformers import SentenceTransformer",
+              'model = SentenceTransformer("PATH", backend="onnx")   # onnx/model.onnx']
+    if target:
+        lines += [f'model = SentenceTransformer("PATH", backend="onnx", model_kwargs={{"file_name": '
+                  f'"{int8_file("model", target)}"}})']
+    lines += ["```", "", f"`{ONNX_FOLDER}/{SENTENCE_FILE}` runs the whole model in ONNX Runtime alone: token ids "
+              f"(`tokenizer.json`) in, the finished embedding out ({outputs})."]
+    if fidelity:
+        lines += ["", f"int8 ({target}): {fidelity.line()}."]
+    return "\n".join(lines) + "\n"
+
+
+def export_with_report(folder: Path, into: Path, kinds: tuple[str, ...], dims: tuple[int, ...], target: str,
+                       eval_set, set_name: str, echo) -> None:
+    """Export the model saved at `folder` into `into` (onnx_export.export), measure int8 on `eval_set` when asked,
+    echo what was written and measured, and append the card section to `into`/README.md when there is one."""
+    int8 = target if "int8" in kinds else None
+    written, dims = onnx_export.export(folder, into, dims=dims, int8_target=int8, openvino="openvino" in kinds)
+    echo(f"exported {', '.join(written)}")
+    fidelity = None
+    if int8:
+        tokenizer = Embedder.load(str(folder), device="cpu").tokenizer
+        fidelity = int8_fidelity(into / ONNX_FOLDER, int8, tokenizer, eval_set, set_name)
+        echo(fidelity.line())
+        if fidelity.warning():
+            echo(fidelity.warning(), err=True)
+    card = into / "README.md"
+    source = card if card.is_file() else folder / "README.md"
+    if source.is_file():
+        text = source.read_text(encoding="utf-8")
+        text = text.split("\n" + CARD_HEADING + "\n")[0].rstrip("\n")  # a re-export replaces the section
+        card.write_text(text + "\n\n" + card_section(written, dims, int8, fidelity), encoding="utf-8")
+
+
+__all__ = ["CARD_HEADING", "Int8Fidelity", "MAX_MAP_DROP", "export_with_report", "int8_fidelity"]

@@ -1,0 +1,130 @@
+"""ONNX export against `encode` (embedder/model/onnx_export.py), run the way a deployment runs it: ONNX Runtime
+alone, fed by the raw `tokenizers` library reading the folder's tokenizer.json — no torch, no transformers. For the
+real all-MiniLM-L6-v2 and all-mpnet-base-v2 (Matryoshka outputs) and a bge-like model (CLS pooling, lower-casing
+asked by sentence_bert_config.json over a cased tokenizer), on texts past max_seq_length: ≤ 1e-5 max abs. ST's own
+onnx backend and fastembed load the same files in tests/test_deploy_clients.py."""
+
+import json
+import shutil
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from tokenizers import Tokenizer
+from transformers import BertConfig, BertModel
+
+import embedder
+from embedder.model import onnx_export
+from embedder.model.onnx_export import kept_in_float
+
+TOLERANCE = 1e-5
+
+
+def bge_like(folder, minilm_folder):
+    """A tiny random BERT, MiniLM's WordPiece with lower-casing off in the tokenizer and on in
+    sentence_bert_config.json, CLS pooling and Normalize, in the classic layout (bge's shape)."""
+    torch.manual_seed(1)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(folder)
+    tokenizer = json.loads((minilm_folder / "tokenizer.json").read_text(encoding="utf-8"))
+    tokenizer["normalizer"]["lowercase"] = False
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer), encoding="utf-8")
+    config = json.loads((minilm_folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    (folder / "tokenizer_config.json").write_text(json.dumps(dict(config, do_lower_case=False)), encoding="utf-8")
+    shutil.copyfile(minilm_folder / "vocab.txt", folder / "vocab.txt")
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 48, "do_lower_case": True}))
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"word_embedding_dimension": 32, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}))
+    return folder
+
+
+@pytest.fixture(scope="module", params=["all-MiniLM-L6-v2", "all-mpnet-base-v2", "bge-like"])
+def exported(request, tmp_path_factory, minilm_folder, mpnet_folder):
+    """(folder, dims): the model saved by embedder, then exported into itself."""
+    root = tmp_path_factory.mktemp("onnx")
+    source = {"all-MiniLM-L6-v2": minilm_folder, "all-mpnet-base-v2": mpnet_folder}.get(request.param)
+    if source is None:
+        source = bge_like(root / "source", minilm_folder)
+    dims = {"all-mpnet-base-v2": (512, 256, 64), "bge-like": (16,)}.get(request.param, ())
+    embedder.load(str(source), device="cpu").save(root / "model")
+    written, used = onnx_export.export(root / "model", root / "model", dims=dims)
+    assert used == dims and written == ["onnx/model.onnx", "onnx/sentence_embedding.onnx"]
+    return root / "model", dims
+
+
+def ort_alone(folder, texts, graph, outputs):
+    """What a client without torch does: tokenizer.json's own truncation and padding, then ONNX Runtime."""
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    session = ort.InferenceSession(str(folder / "onnx" / graph), providers=["CPUExecutionProvider"])
+    encodings = tokenizer.encode_batch(texts)
+    arrays = {"input_ids": [e.ids for e in encodings], "attention_mask": [e.attention_mask for e in encodings],
+              "token_type_ids": [e.type_ids for e in encodings]}
+    feed = {i.name: np.array(arrays[i.name], dtype=np.int64) for i in session.get_inputs()}
+    return session.run(outputs, feed), feed["attention_mask"]
+
+
+def test_sentence_graph_alone_matches_encode(exported, varied_texts):
+    folder, dims = exported
+    model = embedder.load(str(folder), device="cpu")
+    expected = model.encode(varied_texts)
+    assert max(len(t.split()) for t in varied_texts) > model.max_seq_length  # texts past the limit
+    outputs = onnx_export.output_names(dims)
+    got, _ = ort_alone(folder, varied_texts, "sentence_embedding.onnx", outputs)
+    assert np.abs(got[0] - expected).max() <= TOLERANCE
+    for d, truncated in zip(dims, got[1:]):
+        want = model.encode(varied_texts, truncate_dim=d, normalize_embeddings=True)
+        assert truncated.shape == (len(varied_texts), d)
+        assert np.abs(truncated - want).max() <= TOLERANCE
+
+
+def test_transformer_graph_gives_token_embeddings_that_pool_to_encode(exported, varied_texts):
+    folder, _ = exported
+    model = embedder.load(str(folder), device="cpu")
+    (tokens,), mask = ort_alone(folder, varied_texts, "model.onnx", ["last_hidden_state"])
+    pooled = model.sentence_embedding(torch.from_numpy(tokens), {"attention_mask": torch.from_numpy(mask)})
+    assert np.abs(pooled.numpy() - model.encode(varied_texts)).max() <= TOLERANCE
+
+
+def test_int8_leaves_attention_and_down_projections_in_float():
+    """kept_in_float on a hand-made graph: a MatMul of two activations and a (4, 2) weight are kept, a (2, 4) one
+    is quantised."""
+    import onnx
+    from onnx import helper, numpy_helper
+    up = numpy_helper.from_array(np.ones((2, 4), np.float32), "up")
+    down = numpy_helper.from_array(np.ones((4, 2), np.float32), "down")
+    nodes = [helper.make_node("MatMul", ["x", "x_t"], ["scores"], name="scores"),
+             helper.make_node("MatMul", ["x", "up"], ["h"], name="up_proj"),
+             helper.make_node("MatMul", ["h", "down"], ["y"], name="down_proj")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None)
+                                           for n in ("x", "x_t")],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], [up, down])
+    assert kept_in_float(graph) == ["scores", "down_proj"]
+
+
+def test_export_needs_the_extra_and_says_what_to_install(monkeypatch):
+    from embedder.errors import UserError
+    with pytest.raises(UserError, match=r"pip install 'embedder\[onnx\]'"):
+        onnx_export.require("onnx", "a_module_that_is_not_installed")
+
+
+def test_openvino_ir_matches_encode_at_fp32(tmp_path, minilm_folder, varied_texts):
+    """OpenVINO IR converted from model.onnx, run at fp32 (OpenVINO picks bf16 on a CPU that has it unless told:
+    1.3e-3 off here), pooled: encode's embeddings."""
+    import openvino as ov
+    folder = tmp_path / "model"
+    model = embedder.load(str(minilm_folder), device="cpu")
+    model.save(folder)
+    written, _ = onnx_export.export(folder, folder, openvino=True)
+    assert "openvino/openvino_model.xml" in written
+    compiled = ov.Core().compile_model(str(folder / "openvino" / "openvino_model.xml"), "CPU",
+                                       {"INFERENCE_PRECISION_HINT": "f32"})
+    features = model.tokenizer(varied_texts)
+    tokens = compiled({i.get_any_name(): features[i.get_any_name()].numpy() for i in compiled.inputs})[0]
+    pooled = model.sentence_embedding(torch.from_numpy(tokens), features).numpy()
+    assert np.abs(pooled - model.encode(varied_texts)).max() <= TOLERANCE
