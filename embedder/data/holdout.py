@@ -5,8 +5,10 @@ would keep whatever the last step gave. `hold_out` takes passages (not pairs) ou
 `share` of the pairs are out, so no passage is both trained on and used to validate (its questions would
 otherwise be answered from memory):
 
-    passages P, shuffled with the run's seed; the first k of them are held out, k the smallest with
-    Σ_{p ≤ k} questions(p) ≥ share · pairs (at least one passage, never all of them)
+    passages P, shuffled with the run's seed, each with every passage it shares a question with (the same
+    question text asked of two passages, transitively: a group); groups are held out in the order of their first
+    passage until Σ questions ≥ share · pairs (at least one group, never all of them), so no held-out question is
+    also a training anchor
     validation queries  the held-out pairs' anchors (one per distinct text)
     validation corpus   the held-out passages, as an IR validation split of generated questions is built (the
                         test sets of ../shared/data are too); ranking against every training passage as well
@@ -44,12 +46,15 @@ def hold_out(datasets: list[PairDataset], share: float, seed: int, batch_size: i
             by_passage.setdefault(row[1], []).append(index)
         passages = list(by_passage)
         random.Random(seed).shuffle(passages)
+        group = passage_groups(data.rows)
         held, count = set(), 0
-        for passage in passages[:-1]:  # never every passage
+        for passage in passages:
             if count >= share * len(data.rows):
                 break
-            held.add(passage)
-            count += len(by_passage[passage])
+            if passage in held or len(held) + len(group[passage]) >= len(passages):  # never every passage
+                continue
+            held |= group[passage]
+            count += sum(len(by_passage[p]) for p in group[passage])
         if not held or len(data.rows) - count < batch_size:
             kept_sets.append(data)
             continue
@@ -73,6 +78,26 @@ def hold_out(datasets: list[PairDataset], share: float, seed: int, batch_size: i
         corpus={pid: text for text, pid in corpus_ids.items()},
         relevant={qid: sorted(corpus_ids[p] for p in relevant_texts[text]) for text, qid in query_ids.items()},
         source=f"validation held out from {sources}")
+
+
+def passage_groups(rows) -> dict[str, set[str]]:
+    """Each passage's group: the passages joined to it by a shared question text, transitively (union-find)."""
+    parent: dict[str, str] = {}
+
+    def root(p: str) -> str:
+        while parent.setdefault(p, p) != p:
+            parent[p] = parent[parent[p]]
+            p = parent[p]
+        return p
+
+    first_passage: dict[str, str] = {}
+    for row in rows:
+        other = first_passage.setdefault(row[0], row[1])
+        parent[root(row[1])] = root(other)
+    groups: dict[str, set[str]] = {}
+    for passage in {row[1] for row in rows}:
+        groups.setdefault(root(passage), set()).add(passage)
+    return {p: groups[root(p)] for p in parent}
 
 
 def summary(held: IRDataset, share: float) -> str:

@@ -95,3 +95,20 @@ def test_a_bad_validation_split_is_one_line_naming_the_flag(settings, flag):
     with pytest.raises(UserError) as err:
         TrainConfig(train=("mine.json",), **settings)
     assert str(err.value).startswith(flag) and "\n" not in str(err.value)
+
+
+def test_a_question_asked_of_two_passages_is_held_out_with_both_or_neither():
+    """'q-shared' asks of passages 0 and 5 (and 'q-link' joins 5 to 7): the three go out together or stay; no
+    held-out question is a training anchor, for any seed."""
+    rows = [(f"q{p}-{i}", f"passage {p}") for p in range(12) for i in range(3)]
+    rows += [("q-shared", "passage 0"), ("q-shared", "passage 5"), ("q-link", "passage 5"), ("q-link", "passage 7")]
+    data = PairDataset(("anchor", "positive"), rows, "train.json")
+    together, times_held = {"passage 0", "passage 5", "passage 7"}, 0
+    for seed in range(20):
+        [kept], held = hold_out([data], 0.2, seed=seed, batch_size=2, min_questions=1)
+        trained_anchors = {row[0] for row in kept.rows}
+        assert not set(held.queries.values()) & trained_anchors
+        held_passages = set(held.corpus.values())
+        assert together <= held_passages or not together & held_passages
+        times_held += together <= held_passages
+    assert 0 < times_held < 20
