@@ -31,7 +31,7 @@ def _files(tmp, minilm_folder):
         "directory": (tmp / "a_folder", "is a directory"),
         "empty": (write("empty.json", ""), "is empty"),
         "truncated": (write("truncated.json", json.dumps(GOOD_IR)[:40]), "invalid JSON"),
-        "garbage": (write("garbage.json", bytes(range(256)) * 4), "not UTF-8"),
+        "garbage": (write("garbage.json", bytes(range(256)) * 4), "a binary file, not a text data file"),
         "latin1": (write("latin1.json", json.dumps(GOOD_IR).replace("A is", "Ä is").encode("latin-1")), "not UTF-8"),
         "no_positive": (write("nopos.csv", "anchor,answer\nq,a\n"), "missing column 'positive'"),
         "empty_text": (write("emptytext.json", json.dumps(dict(GOOD_IR, questions={"q1": "", "q2": "B?"}))),

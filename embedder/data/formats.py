@@ -17,8 +17,11 @@ embedder/data/stdlib.py, or data in memory) is resolved in embedder/data/specs.p
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,9 +74,23 @@ def skipped_line(data: IRDataset | PairDataset, max_share: float = MAX_SKIPPED_S
 MAX_FILE_BYTES = 1 << 30  # 1 GiB: millions of pairs; past it, reading (and tokenising) would exhaust memory
 
 
-def read_text(path: str | Path) -> str:
-    """The whole text of a data file: a regular file (not a FIFO, a device or /dev/zero, which never end) of at
-    most MAX_FILE_BYTES, in UTF-8."""
+GZIP_MAGIC = b"\x1f\x8b"
+BINARY_KINDS = ((b"PAR1", "a Parquet file (name it .parquet)"), (b"PK\x03\x04", "a ZIP archive (unpack it)"),
+                (b"SQLite format 3", "an SQLite database (export a table to CSV or JSONL)"),
+                (b"ARROW1", "an Arrow file (save it as Parquet, CSV or JSONL)"),
+                (b"\x89HDF", "an HDF5 file (save it as Parquet, CSV or JSONL)"),
+                (b"%PDF", "a PDF document (extract the text and make pairs of it)"))
+
+
+def data_suffix(path: Path) -> str:
+    """A data file's format suffix: the name's last one, or the one before `.gz` (train.jsonl.gz -> .jsonl)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    return suffixes[-2] if len(suffixes) > 1 and suffixes[-1] == ".gz" else (suffixes[-1] if suffixes else "")
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """The whole content of a data file, gunzipped when it is gzip-compressed: a regular file (not a FIFO, a
+    device or /dev/zero, which never end) of at most MAX_FILE_BYTES, compressed or not."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such file; check the path")
@@ -86,12 +103,28 @@ def read_text(path: str | Path) -> str:
             raw = f.read(MAX_FILE_BYTES + 1)
     except OSError as err:
         raise UserError(f"{path}: cannot be read ({err.strerror}); check its permissions") from None
+    if raw.startswith(GZIP_MAGIC):
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
+                raw = f.read(MAX_FILE_BYTES + 1)
+        except (OSError, EOFError, zlib.error) as err:
+            raise UserError(f"{path}: a damaged gzip file ({err}); compress it again") from None
     if len(raw) > MAX_FILE_BYTES:
-        raise UserError(f"{path} is larger than {MAX_FILE_BYTES >> 20} MiB; split it into several files "
-                        "(--train is repeatable)")
+        raise UserError(f"{path} is larger than {MAX_FILE_BYTES >> 20} MiB (uncompressed); split it into several "
+                        "files (--train is repeatable)")
+    return raw
+
+
+def read_text(path: str | Path) -> str:
+    """The whole text of a data file (`read_bytes`), in UTF-8; a binary file is named for what it is."""
+    raw = read_bytes(path)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
+        kind = next((what for magic, what in BINARY_KINDS if raw.startswith(magic)), None)
+        if kind or b"\0" in raw[:8192]:
+            raise UserError(f"{path}: {kind or 'a binary file'}, not a text data file; training data is CSV, TSV, "
+                            "JSON/JSONL or Parquet, optionally .gz") from None
         line = raw[:err.start].count(b"\n") + 1
         raise UserError(f"{path}: not UTF-8 text (bad byte at line {line}); save the file as UTF-8") from None
     if not text.strip():

@@ -1,5 +1,8 @@
-"""Pair files (training data): CSV, TSV or JSONL with columns anchor, positive[, negative…] or sentence_0,
-sentence_1[, sentence_2…] (extra columns are hard negatives, in file order); FlagEmbedding JSONL
+"""Pair files (training data): CSV, TSV, JSONL or Parquet (each may be gzip-compressed, `.gz`) with columns anchor,
+positive[, negative…] or sentence_0, sentence_1[, sentence_2…] (extra columns are hard negatives, in file order)
+or, with other names, every column by position as sentence-transformers' trainer reads a dataset (first = anchor,
+second = positive, the rest negatives; a `label` or `score` column marks data for another loss and is refused);
+FlagEmbedding JSONL
 `{"query": …, "pos": [...], "neg": [...]}` (one row per positive, with the first n negatives where n is the
 smallest negative count in the file: MNRL needs the same columns in every row); and an IR set, as one
 (question, passage) row per relevant passage (formats.py). A record with an empty or whitespace-only text is
@@ -13,12 +16,19 @@ import io
 from pathlib import Path
 
 from ..errors import UserError
-from .formats import PairDataset, _json_records, ir_from_object, ir_to_pairs, is_blank, read_text
+from .formats import PairDataset, _json_records, data_suffix, ir_from_object, ir_to_pairs, is_blank, read_bytes, \
+    read_text
+
+LABEL_COLUMNS = ("label", "score")  # ST's trainer passes these to the loss as labels, never as texts
 
 
 def _pair_columns(header: list[str], path) -> list[str]:
     """The text columns in order (anchor, positive, negatives…), or a UserError naming what is missing."""
     names = set(header)
+    special = [c for c in header if c in LABEL_COLUMNS]
+    if special:
+        raise UserError(f"{path}: column {special[0]!r} holds labels or scores, so this is data for a loss that takes "
+                        "them (CoSENT, contrastive), not (anchor, positive) pairs; give text columns only")
     if "anchor" in names or "positive" in names:
         for needed in ("anchor", "positive"):
             if needed not in names:
@@ -30,8 +40,10 @@ def _pair_columns(header: list[str], path) -> list[str]:
             raise UserError(f"{path}: missing column 'sentence_1' (columns: {', '.join(header)})")
         numbered = sorted((c for c in header if c.startswith("sentence_") and c[9:].isdigit()), key=lambda c: int(c[9:]))
         return numbered
-    raise UserError(f"{path}: no anchor/positive or sentence_0/sentence_1 columns (columns: {', '.join(header)}); "
-                    "rename the columns")
+    if len(header) < 2:
+        raise UserError(f"{path}: one column ({', '.join(header) or 'none'}); pairs need an anchor and a positive "
+                        "column (the first two columns, as sentence-transformers reads them)")
+    return list(header)  # by position, as ST's trainer: anchor, positive, negatives
 
 
 def rows_from_records(records: list, path) -> PairDataset:
@@ -104,11 +116,29 @@ def _read_delimited(text: str, path, delimiter: str) -> PairDataset:
     return PairDataset(tuple(columns), rows, str(path), skipped, read)
 
 
+def parquet_records(path: Path) -> list[dict]:
+    """The rows of a Parquet file as records (pyarrow, the `parquet` extra)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UserError(f"{path}: reading Parquet needs pyarrow: pip install pyarrow (or 'embedder[parquet]')") from None
+    try:
+        return pq.read_table(io.BytesIO(read_bytes(path))).to_pylist()
+    except Exception as err:  # pyarrow's own errors: not Parquet after all, a damaged footer, …
+        raise UserError(f"{path}: not a readable Parquet file ({str(err).splitlines()[0][:120]}); re-export it") from None
+
+
 def load_training_file(path: str | Path) -> PairDataset:
-    """Training pairs from any supported format, chosen by extension and content."""
+    """Training pairs from any supported format, chosen by extension (a `.gz` one by the name inside) and
+    content."""
     path = Path(path)
+    suffix = data_suffix(path)
+    if suffix == ".parquet":
+        records = parquet_records(path)
+        if not records:
+            raise UserError(f"{path}: the data set is empty; it needs at least one pair")
+        return rows_from_records(records, path)
     text = read_text(path)
-    suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
         pairs = _read_delimited(text, path, "\t" if suffix == ".tsv" else ",")
     else:

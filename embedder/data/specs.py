@@ -100,6 +100,8 @@ def _records_of_columns(value):
     ({"anchor": [...], "positive": [...]}) — as a list of records; anything else as it is."""
     if hasattr(value, "to_dict") and hasattr(value, "columns") and not isinstance(value, dict):  # a DataFrame
         return value.to_dict("records")
+    if hasattr(value, "column_names") and hasattr(value, "to_list"):  # a datasets.Dataset
+        return value.to_list()
     if isinstance(value, dict) and "corpus" not in value and "questions" not in value and value and \
             all(isinstance(column, (list, tuple)) for column in value.values()):
         names, columns = list(value), list(value.values())

@@ -93,6 +93,12 @@ def device_name(device) -> str:
     return f"CPU: {name}, {torch.get_num_threads()} threads"
 
 
+def column_roles(columns) -> str:
+    """Which column is the anchor, the positive and each negative, e.g. "anchor = question, positive = context"."""
+    roles = ["anchor", "positive", *(f"negative {i}" for i in range(1, len(columns) - 1))]
+    return ", ".join(f"{role} = {column}" for role, column in zip(roles, columns))
+
+
 def startup_report(model, config, train_sets, trainer) -> list[str]:
     """What the settings really mean, in plain lines: the resolved configuration (embedder/train/config.py) and what
     it implies."""
@@ -107,7 +113,7 @@ def startup_report(model, config, train_sets, trainer) -> list[str]:
     lines = [
         f"base model: {settings.base} ({model.embedding_dimension} dims, max_seq_length {config.max_seq_length}, "
         f"precision {config.precision} on {device_name(trainer.device)}; {config.precision_reason})",
-        f"training pairs: {pairs} in {len(train_sets)} set(s), columns {', '.join(train_sets[0].columns)}",
+        f"training pairs: {pairs} in {len(train_sets)} set(s); columns: " + column_roles(train_sets[0].columns),
         f"steps: {steps_per_epoch} per epoch x {settings.epochs} epochs = {trainer.total_steps} optimiser steps "
         f"(batch {B}, warmup {trainer.warmup})",
         f"negatives per query: {config.negatives_per_query} ({in_batch} in-batch"

@@ -53,7 +53,7 @@ BAD_INPUTS = [
     ("directory", "DIR", "is a directory"),
     ("empty.json", "", "is empty"),
     ("truncated.json", '{"questions": {"q1": "a"', "invalid JSON at line 1"),
-    ("garbage.json", b"\x89PNG\x00\x01\xfe\xff", "not UTF-8"),
+    ("garbage.json", b"\x89PNG\x00\x01\xfe\xff", "a binary file, not a text data file"),
     ("latin1.csv", "anchor,positive\ncaf\xe9,x\n".encode("latin-1"), "not UTF-8 text (bad byte at line 2)"),
     ("nopositive.csv", "anchor,answer\nq,a\n", "missing column 'positive'"),
     ("emptytext.csv", "anchor,positive\n ,p1\n\t,p2\n", "every record has an empty text (line 2, line 3)"),
