@@ -8,6 +8,7 @@ embedder.mine): a UserError exits 2, a failed write (a full disk) or an interrup
 """
 
 import contextlib
+import importlib.util
 import sys
 
 
@@ -61,6 +62,14 @@ def one_line_errors():
     except KeyboardInterrupt:
         print("stopped: interrupted; nothing was written", file=sys.stderr)
         sys.exit(130)
+
+
+def require(*modules: str, extra: str) -> None:
+    """UserError naming the pip command when an optional module (an extra of setup.cfg) is not installed."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UserError(f"this needs {', '.join(missing)}: pip install 'embedder[{extra}]' "
+                        f"(or pip install {' '.join(missing)})")
 
 
 def error_lines(err: UserError) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.specs import load_eval_set
 from ..model import onnx_export
 from ..model.embedder import Embedder
 from ..model.onnx_export import ONNX_FOLDER, SENTENCE_FILE, OnnxSentenceEncoder, int8_file
@@ -95,4 +96,12 @@ def export_with_report(folder: Path, into: Path, kinds: tuple[str, ...], dims: t
         card.write_text(text + "\n\n" + card_section(written, dims, int8, fidelity), encoding="utf-8")
 
 
-__all__ = ["CARD_HEADING", "Int8Fidelity", "MAX_MAP_DROP", "export_with_report", "int8_fidelity"]
+def staging_export(kinds: tuple[str, ...], dims: tuple[int, ...], eval_sets, echo):
+    """What `train.py --export` writes into the run's staging folder once the model is there: the export, int8
+    measured on the run's first validation set (the embedded stdlib:val when the run has none)."""
+    name, ir = eval_sets[0] if eval_sets else ("stdlib:val", load_eval_set("stdlib:val"))
+    return lambda staging: export_with_report(staging, staging, kinds, dims, onnx_export.host_int8_target(), ir, name,
+                                              echo)
+
+
+__all__ = ["CARD_HEADING", "Int8Fidelity", "MAX_MAP_DROP", "export_with_report", "int8_fidelity", "staging_export"]

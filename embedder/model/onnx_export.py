@@ -26,7 +26,6 @@ install.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import logging
 import platform
@@ -39,7 +38,7 @@ from torch import nn
 from transformers import AutoModel
 from transformers.utils import logging as hf_logging
 
-from ..errors import UserError
+from ..errors import UserError, require
 from .embedder import Embedder
 
 ONNX_FOLDER = "onnx"
@@ -55,18 +54,10 @@ CHECK_TEXTS = ("What rights do people have?", "Short.", "A longer passage about 
 FP32_TOLERANCE = 1e-4  # the traced graph against encode, max abs; measured 1e-7 to 1e-6 on the three test models
 
 
-def require(*modules: str, extra: str = "onnx") -> None:
-    """UserError naming the pip command when an optional module is missing."""
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        raise UserError(f"the {extra} export needs {', '.join(missing)}: pip install 'embedder[{extra}]' "
-                        f"(or pip install {' '.join(missing)})")
-
-
 def require_extras(kinds: tuple[str, ...]) -> None:
     """UserError naming the pip command unless what `kinds` (EXPORTS) needs is installed."""
     if kinds:
-        require("onnx", "onnxruntime")
+        require("onnx", "onnxruntime", extra="onnx")
     if "openvino" in kinds:
         require("openvino", extra="openvino")
 
@@ -197,9 +188,7 @@ def export(folder: Path, into: Path, *, dims: tuple[int, ...] = (), int8_target:
     `folder` itself or a staging folder). Returns the files written, relative to `into`, and the Matryoshka dims
     the sentence graph outputs (those of `dims` below the width). ValueError when the traced graph differs from
     `encode`."""
-    require("onnx", "onnxruntime")
-    if openvino:
-        require("openvino", extra="openvino")
+    require_extras(("onnx",) + (("openvino",) if openvino else ()))
     model = Embedder.load(str(folder), device="cpu")
     if not model.pooling.include_prompt:
         raise UserError(f"{folder}: its pooling leaves the prompt out (include_prompt false), which a graph of token "
@@ -258,4 +247,4 @@ def check_fidelity(model, sentence_path: Path, dims: tuple[int, ...]) -> None:
                              f"(dim {d or model.embedding_dimension}); nothing was exported")
 
 
-__all__ = ["INT8_TARGETS", "OnnxSentenceEncoder", "export", "host_int8_target", "int8_file", "require"]
+__all__ = ["INT8_TARGETS", "OnnxSentenceEncoder", "export", "host_int8_target", "int8_file", "require_extras"]

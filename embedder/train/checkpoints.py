@@ -182,6 +182,7 @@ class RunStore:
         self.root, self.save_total_limit, self.context = Path(root), save_total_limit, context
         self.log_path = self.root / "training_log.jsonl"
         self.log_rows: list[dict] = []
+        self.listeners: list = []  # called with each logged row (report_to.py)
 
     def log(self, row: dict) -> None:
         if not self.context.is_main:
@@ -190,6 +191,8 @@ class RunStore:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
+        for listener in self.listeners:
+            listener(row)
 
     def step_folder(self, step: int) -> Path:
         return self.root / f"step-{step}"

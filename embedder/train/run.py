@@ -32,11 +32,10 @@ from ..data.formats import skipped_line
 from ..data.specs import overlap_warnings
 from ..errors import UserError, collect_errors
 from ..eval import regressions
-from ..eval.deploy import export_with_report
+from ..eval.deploy import staging_export
 from ..eval.ir import InformationRetrievalEvaluator, format_table
 from ..eval.regressions import mean_offdiagonal_cosine
 from ..model.embedder import load
-from ..model.onnx_export import host_int8_target
 from ..model.locate import check_name
 from ..ownership import OutputChanged
 from . import distributed, model_card
@@ -47,6 +46,7 @@ from .forgetting import forgetting_check, merge_with_base, table as merge_table,
 from .model_card import card_facts, public_settings, shown_name
 from .output import check_output, hold_output
 from .preflight import check_can_learn, drop_negatives_equal_to_positives
+from .report_to import reporter
 from .stop_signals import Interrupted, StopSignals
 from .tracking import BestModelTracker
 from .trainer import Trainer, TrainingStopped
@@ -166,6 +166,8 @@ def _train(settings, train_pairs, eval_sets, held_out, general_sets, context, de
         train_sets = [batching.TokenizedPairs.build(p, tokenize, settings.query_prompt, settings.passage_prompt)
                       for p in train_pairs]
         store = RunStore(settings.checkpoint_dir, settings.save_total_limit, context)
+        report = reporter(settings.report_to, settings.checkpoint_dir) if context.is_main else None
+        store.listeners += [report] if report else []
         tracker = BestModelTracker(evaluators, config.select_metric, settings.keep_best, store,
                                    save_best_to_disk=bool(settings.save_steps), context=context, echo=echo,
                                    general_keys=[f"{name}_{DEFAULT_SELECT}" for name, _ in general_sets])
@@ -176,7 +178,9 @@ def _train(settings, train_pairs, eval_sets, held_out, general_sets, context, de
             needed = needed_disk_space(model, settings, trainer.total_steps)
             files.check_free_space(settings.output, needed, "--output")
         resumed = settings.resume and trainer.resume()
-        for line in startup_report(model, config, train_sets, trainer):
+        for line in startup_report(model, config, train_sets, trainer) + \
+                ([f"TensorBoard: tensorboard --logdir {report.runs} (copied into the model's runs/ at the end)"]
+                 if report else []):
             echo(line)
         for warning in ([f"WARNING: {config.precision_warning}"] if config.precision_warning else []) + \
                 overlap_warnings(train_pairs, eval_sets):
@@ -222,14 +226,6 @@ def _train(settings, train_pairs, eval_sets, held_out, general_sets, context, de
         raise TrainingStopped(f"training finished but {reason}; the trained model is safe in checkpoint {saved}: "
                               f"run the same command with --resume to evaluate and write it to "
                               f"{settings.output}") from None
-
-
-def exporter(config, eval_sets, echo):
-    """What `--export` writes into the staging folder once the model is there (embedder/eval/deploy.py), int8
-    measured on the run's first validation set (the embedded stdlib:val when the run has none)."""
-    name, ir = eval_sets[0] if eval_sets else ("stdlib:val", data_specs.load_eval_set("stdlib:val"))
-    return lambda staging: export_with_report(staging, staging, config.settings.export, config.dims or (),
-                                              host_int8_target(), ir, name, echo)
 
 
 @dataclass
@@ -284,8 +280,15 @@ def finish(config, model, trainer, train_pairs, eval_sets, base_metrics, context
         extra_files["per_query_changes.jsonl"] = per_query
     if log_path.is_file():
         extra_files["training_log.jsonl"] = log_path.read_text(encoding="utf-8")
-    model.save(settings.output, model_card=card, extra_files=extra_files, claim=claim,
-               then=exporter(config, eval_sets, echo) if settings.export else None)
+    export = staging_export(settings.export, config.dims or (), eval_sets, echo) if settings.export else None
+
+    def then(staging: Path):  # written into the staging folder once the model is there
+        for listener in trainer.store.listeners:
+            listener.copy_into(staging)
+        if export:
+            export(staging)
+
+    model.save(settings.output, model_card=card, extra_files=extra_files, claim=claim, then=then)
     out = Path(settings.output)
     if not settings.save_steps:  # the end-of-training checkpoint was only a safeguard; the model folder has it all
         shutil.rmtree(settings.checkpoint_dir, ignore_errors=True)

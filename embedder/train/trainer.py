@@ -230,7 +230,7 @@ class Trainer:
         else:
             optim.step_unless(self.optimizer, bad)
         self.optimizer.zero_grad(set_to_none=True)
-        self.health.record(self.state.step, loss, bad)
+        self.health.record(self.state.step, loss, bad, grad_norm)
         return lr
 
     def read_health(self, log_lr: float | None = None, final: bool = False) -> None:
@@ -251,7 +251,8 @@ class Trainer:
                                   f"{reading.stopped_at}{where}; lower --lr or use --precision fp32")
         if logging and reading.mean_loss is not None:
             self.shown_loss = reading.mean_loss
-            entry = {"step": state.step, "epoch": self.epoch_fraction(), "loss": reading.mean_loss}
+            entry = {"step": state.step, "epoch": self.epoch_fraction(), "loss": reading.mean_loss,
+                     "grad_norm": reading.mean_grad_norm, "skipped_steps": reading.skipped}
             self.store.log(entry if log_lr is None else {**entry, "lr": log_lr})
 
     # ----- the loop ------------------------------------------------------------------------------------------

@@ -110,7 +110,7 @@ def test_int8_leaves_attention_and_down_projections_in_float():
 def test_export_needs_the_extra_and_says_what_to_install(monkeypatch):
     from embedder.errors import UserError
     with pytest.raises(UserError, match=r"pip install 'embedder\[onnx\]'"):
-        onnx_export.require("onnx", "a_module_that_is_not_installed")
+        onnx_export.require("onnx", "a_module_that_is_not_installed", extra="onnx")
 
 
 def test_openvino_ir_matches_encode_at_fp32(tmp_path, minilm_folder, varied_texts):
