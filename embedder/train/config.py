@@ -77,8 +77,8 @@ class TrainConfig:
     mask_false_negatives: float | None = None  # drop negatives more similar than the positive + this margin
     directions: tuple[str, ...] = ONE_WAY  # loss terms (losses.py; ST 6.3's MNRL `directions`)
     partition_mode: str = "joint"  # one softmax over the directions, or one per direction, averaged
-    query_prompt: str = ""
-    passage_prompt: str = ""
+    query_prompt: str | None = None  # None: the base model's saved "query" prompt (if any); "": none
+    passage_prompt: str | None = None  # None: the base's "document" (or "passage", "corpus") prompt; "": none
     select_metric: str | None = None  # default: cosine_map@100 of the first eval set
     keep_best: bool = True
     resume: bool = False
@@ -184,6 +184,9 @@ class RunConfig:
     hard_negative_columns: int
     max_seq_length: int
     training_data: str  # sha256 of every training text, in order (16 hex digits)
+    query_prompt: str = ""  # the prompts training and evaluation use (see `resolve_prompts`)
+    passage_prompt: str = ""
+    prompt_source: str = ""  # where they come from, for the start-up report
 
     def resume_key(self) -> dict:
         """What decides the batches, the loss and the updates: a resumed run must match all of it. Keys are the
@@ -235,6 +238,7 @@ def resolve(config: TrainConfig, model, train_pairs, eval_sets, context) -> RunC
         raise UserError(f"--select-metric {select_metric!r} is not a metric of this run; valid names include "
                         f"{', '.join(metric_keys[:15])}")
 
+    query_prompt, passage_prompt, prompt_source = resolve_prompts(config, model.prompts)
     precision, reason, warning = precisions.choose_precision(config.precision, model.device)
     hard = len(train_pairs[0].columns) - 2  # every file has the same columns (checked when the data is read)
     global_batch = config.batch_size * context.world_size
@@ -245,7 +249,43 @@ def resolve(config: TrainConfig, model, train_pairs, eval_sets, context) -> RunC
         weights=weights, eval_dims=eval_dims, eval_names=eval_names, select_metric=select_metric,
         world_size=context.world_size, global_batch=global_batch, gather_across_devices=gathered,
         negatives_per_query=(seen - 1) + seen * hard, hard_negative_columns=hard, max_seq_length=max_seq_length,
-        training_data=content_digest(train_pairs))
+        training_data=content_digest(train_pairs), query_prompt=query_prompt, passage_prompt=passage_prompt,
+        prompt_source=prompt_source)
 
 
-__all__ = ["PRECISIONS", "RunConfig", "TrainConfig", "default_dims", "resolve", "validate_config"]
+PASSAGE_PROMPT_NAMES = ("document", "passage", "corpus")  # ST's encode_document looks for these, in this order
+
+
+def resolve_prompts(config: TrainConfig, base_prompts: dict) -> tuple[str, str, str]:
+    """(query prompt, passage prompt, where they come from): a flag as given ("" turns a prompt off), else the base
+    model's saved prompt — the anchor column gets its "query" prompt, the others its document prompt — as the
+    model will apply them with ST's encode_query / encode_document after training."""
+    base_query = base_prompts.get("query", "")
+    base_passage = next((base_prompts[n] for n in PASSAGE_PROMPT_NAMES if n in base_prompts), "")
+    query = base_query if config.query_prompt is None else config.query_prompt
+    passage = base_passage if config.passage_prompt is None else config.passage_prompt
+    if (query, passage) == (base_query, base_passage):
+        source = "the base model's (config_sentence_transformers.json); --query-prompt '' --passage-prompt '' turn " \
+                 "them off" if query or passage else ""
+    else:
+        source = "given" + (f"; the base model's are query {base_query!r}, passage {base_passage!r}"
+                            if base_query or base_passage else "")
+    return query, passage, source
+
+
+def saved_prompts(base: dict, query: str, passage: str) -> dict:
+    """The prompts the trained model keeps: every named prompt of the base, its query and document prompts
+    replaced by those training used (or dropped when training used none, so encode_query adds nothing it never
+    saw)."""
+    prompts = dict(base)
+    for names, used in ((("query",), query), (PASSAGE_PROMPT_NAMES, passage)):
+        key = next((n for n in names if n in prompts), names[0])
+        for name in names:
+            prompts.pop(name, None)
+        if used:
+            prompts[key] = used
+    return prompts
+
+
+__all__ = ["PRECISIONS", "RunConfig", "TrainConfig", "default_dims", "resolve", "resolve_prompts", "saved_prompts",
+           "validate_config"]

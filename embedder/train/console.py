@@ -132,8 +132,9 @@ def startup_report(model, config, train_sets, trainer) -> list[str]:
     if config.select_metric:
         dims = ", ".join("full" if d is None else str(d) for d in config.eval_dims)
         lines.append(f"best checkpoint chosen by {config.select_metric}; evaluated at dims {dims}")
-    if settings.query_prompt or settings.passage_prompt:
-        lines.append(f"prompts: query {settings.query_prompt!r}, passage {settings.passage_prompt!r}")
+    if config.query_prompt or config.passage_prompt or config.prompt_source:
+        lines.append(f"prompts: query {config.query_prompt!r}, passage {config.passage_prompt!r} "
+                     f"({config.prompt_source})")
     if config.world_size > 1:
         lines.append(f"torchrun: {config.world_size} processes x batch {B} = global batch {config.global_batch}; "
                      f"negatives gathered across devices: {config.gather_across_devices}")

@@ -46,7 +46,7 @@ def check_can_learn(config, model, trainer) -> None:
         if rows and max(rows) < 2:
             raise UserError("--train: every batch holds a single pair (the data repeats the same texts, and batches "
                             "hold no text twice), so no query has a negative; add pairs of other passages")
-    for flag, prompt in (("--query-prompt", settings.query_prompt), ("--passage-prompt", settings.passage_prompt)):
+    for flag, prompt in (("--query-prompt", config.query_prompt), ("--passage-prompt", config.passage_prompt)):
         tokens = model.tokenizer.prompt_length(prompt) if prompt else 0
         if prompt and tokens + 1 >= config.max_seq_length:
             raise UserError(f"{flag} {prompt[:40]!r}: it fills max_seq_length {config.max_seq_length} "

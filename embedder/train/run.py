@@ -40,7 +40,7 @@ from ..model.locate import check_name
 from ..ownership import OutputChanged
 from . import distributed, model_card
 from .checkpoints import RunStore, needed_disk_space
-from .config import DEFAULT_SELECT, RunConfig, TrainConfig, default_dims, resolve
+from .config import DEFAULT_SELECT, RunConfig, TrainConfig, default_dims, resolve, saved_prompts
 from .console import Progress, startup_report
 from .forgetting import forgetting_check, merge_with_base, table as merge_table, verdict
 from .model_card import card_facts, public_settings, shown_name
@@ -139,8 +139,9 @@ def _prepare(settings, train_pairs, eval_sets, context, device):
         runtime.keep_freed_memory()  # a step's large blocks reused, not faulted in again (embedder/runtime.py)
     config = resolve(settings, model, train_pairs, eval_sets, context)
     model.tokenizer.max_seq_length = config.max_seq_length
-    if settings.query_prompt or settings.passage_prompt:
-        model.prompts = {"query": settings.query_prompt, "document": settings.passage_prompt}
+    model.prompts = saved_prompts(model.prompts, config.query_prompt, config.passage_prompt)
+    if model.default_prompt_name not in model.prompts:
+        model.default_prompt_name = None
     return model, config
 
 
@@ -156,14 +157,14 @@ def _train(settings, train_pairs, eval_sets, held_out, general_sets, context, de
         model, config = _prepare(settings, train_pairs, eval_sets, context, device)
         evaluators = [InformationRetrievalEvaluator(
             ir.queries, ir.corpus, ir.relevant, name=name, dims=config.eval_dims, batch_size=settings.eval_batch_size,
-            query_prompt=settings.query_prompt or None, corpus_prompt=settings.passage_prompt or None,
+            query_prompt=config.query_prompt or None, corpus_prompt=config.passage_prompt or None,
             compute_precision=config.precision)
             for name, (_, ir) in zip(config.eval_names, eval_sets)]
         evaluators += [InformationRetrievalEvaluator(  # the forgetting check: full size only, never selects
             ir.queries, ir.corpus, ir.relevant, name=name, batch_size=settings.eval_batch_size,
             compute_precision=config.precision) for name, ir in general_sets]
         tokenize = model.tokenizer.encode_unpadded
-        train_sets = [batching.TokenizedPairs.build(p, tokenize, settings.query_prompt, settings.passage_prompt)
+        train_sets = [batching.TokenizedPairs.build(p, tokenize, config.query_prompt, config.passage_prompt)
                       for p in train_pairs]
         store = RunStore(settings.checkpoint_dir, settings.save_total_limit, context)
         report = reporter(settings.report_to, settings.checkpoint_dir) if context.is_main else None

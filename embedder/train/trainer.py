@@ -85,8 +85,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=config.precision == "fp16")
         self.optimizer = optim.make_optimizer(model, settings.lr, settings.weight_decay)
         tokenizer = model.tokenizer
-        self.prompt_lengths = [tokenizer.prompt_length(settings.query_prompt) if settings.query_prompt else None] + \
-            [tokenizer.prompt_length(settings.passage_prompt) if settings.passage_prompt else None] * \
+        self.prompt_lengths = [tokenizer.prompt_length(config.query_prompt) if config.query_prompt else None] + \
+            [tokenizer.prompt_length(config.passage_prompt) if config.passage_prompt else None] * \
             (config.hard_negative_columns + 1)
         self.encoder = ColumnEncoder(model)
         self.ddp = None
