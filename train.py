@@ -91,8 +91,9 @@ def repeated(values: tuple[str, ...]) -> tuple[str, ...] | None:
         "query_to_query, doc_to_doc (all four: GTE's loss), as ST's MNRL")
 @option("--partition-mode", type=click.Choice(PARTITION_MODES),
         help="one softmax over every direction's terms, or one per direction, averaged")
-@option("--query-prompt", help="prefix for queries, in training, evaluation and the saved model")
-@option("--passage-prompt", help="prefix for passages, likewise")
+@option("--query-prompt", help="prefix for queries, in training, evaluation and the saved model (default: the base "
+        "model's saved 'query' prompt, if any; '' for none)")
+@option("--passage-prompt", help="prefix for passages, likewise (default: the base's 'document' or 'passage' prompt)")
 @option("--select-metric", help="validation metric that picks the best checkpoint (default cosine_map@100)")
 @click.option("--keep-last", is_flag=True, default=not DEFAULT["keep_best"],
               help="save the last model instead of the best by --select-metric")
