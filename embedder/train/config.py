@@ -24,7 +24,6 @@ have the same), the model folder's train_config.json holds it, and everything do
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 

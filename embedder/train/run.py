@@ -43,7 +43,7 @@ from .checkpoints import RunStore, needed_disk_space
 from .config import DEFAULT_SELECT, RunConfig, TrainConfig, default_dims, resolve, saved_prompts
 from .console import Progress, startup_report
 from .forgetting import forgetting_check, merge_with_base, table as merge_table, verdict
-from .model_card import card_facts, public_settings, shown_name
+from .model_card import card_facts, public_settings
 from .output import check_output, hold_output
 from .preflight import check_can_learn, drop_negatives_equal_to_positives
 from .report_to import reporter

@@ -4,15 +4,12 @@ real all-MiniLM-L6-v2 and all-mpnet-base-v2 (Matryoshka outputs) and a bge-like 
 asked by sentence_bert_config.json over a cased tokenizer), on texts past max_seq_length: ≤ 1e-5 max abs. ST's own
 onnx backend and fastembed load the same files in tests/test_deploy_clients.py."""
 
-import json
-import shutil
-
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
 from tokenizers import Tokenizer
-from transformers import BertConfig, BertModel
+from tiny_models import classic_bge_like
 
 import embedder
 from embedder.model import onnx_export
@@ -21,36 +18,13 @@ from embedder.model.onnx_export import kept_in_float
 TOLERANCE = 1e-5
 
 
-def bge_like(folder, minilm_folder):
-    """A tiny random BERT, MiniLM's WordPiece with lower-casing off in the tokenizer and on in
-    sentence_bert_config.json, CLS pooling and Normalize, in the classic layout (bge's shape)."""
-    torch.manual_seed(1)
-    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(folder)
-    tokenizer = json.loads((minilm_folder / "tokenizer.json").read_text(encoding="utf-8"))
-    tokenizer["normalizer"]["lowercase"] = False
-    (folder / "tokenizer.json").write_text(json.dumps(tokenizer), encoding="utf-8")
-    config = json.loads((minilm_folder / "tokenizer_config.json").read_text(encoding="utf-8"))
-    (folder / "tokenizer_config.json").write_text(json.dumps(dict(config, do_lower_case=False)), encoding="utf-8")
-    shutil.copyfile(minilm_folder / "vocab.txt", folder / "vocab.txt")
-    (folder / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
-    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 48, "do_lower_case": True}))
-    (folder / "1_Pooling").mkdir()
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps(
-        {"word_embedding_dimension": 32, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}))
-    return folder
-
-
 @pytest.fixture(scope="module", params=["all-MiniLM-L6-v2", "all-mpnet-base-v2", "bge-like"])
 def exported(request, tmp_path_factory, minilm_folder, mpnet_folder):
     """(folder, dims): the model saved by embedder, then exported into itself."""
     root = tmp_path_factory.mktemp("onnx")
     source = {"all-MiniLM-L6-v2": minilm_folder, "all-mpnet-base-v2": mpnet_folder}.get(request.param)
     if source is None:
-        source = bge_like(root / "source", minilm_folder)
+        source = classic_bge_like(root / "source", minilm_folder)
     dims = {"all-mpnet-base-v2": (512, 256, 64), "bge-like": (16,)}.get(request.param, ())
     embedder.load(str(source), device="cpu").save(root / "model")
     written, used = onnx_export.export(root / "model", root / "model", dims=dims)

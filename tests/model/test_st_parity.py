@@ -2,15 +2,13 @@
 real all-MiniLM-L6-v2 and all-mpnet-base-v2 (packaged weights), and a bge-like tiny BERT saved by ST with CLS
 pooling and do_lower_case=True. Tolerance 1e-5 (max |diff| over all entries)."""
 
-import json
-import shutil
 
 import numpy as np
 import pytest
 import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.models import Normalize as STNormalize, Pooling as STPooling, Transformer as STTransformer
-from transformers import BertConfig, BertModel
+from tiny_models import cased_bert_folder, classic_bge_like
 
 import embedder
 
@@ -37,40 +35,18 @@ def test_short_and_full_names_find_the_same_model(minilm_folder):
     assert np.array_equal(a, b)
 
 
-def _cased_bert_folder(folder, minilm_folder):
-    """A tiny random BERT whose tokenizer is MiniLM's WordPiece with lower-casing switched off."""
-    torch.manual_seed(1)
-    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(folder)
-    tokenizer = json.loads((minilm_folder / "tokenizer.json").read_text(encoding="utf-8"))
-    tokenizer["normalizer"]["lowercase"] = False
-    (folder / "tokenizer.json").write_text(json.dumps(tokenizer), encoding="utf-8")
-    config = json.loads((minilm_folder / "tokenizer_config.json").read_text(encoding="utf-8"))
-    (folder / "tokenizer_config.json").write_text(json.dumps(dict(config, do_lower_case=False)), encoding="utf-8")
-    shutil.copyfile(minilm_folder / "vocab.txt", folder / "vocab.txt")
-    return folder
-
-
 @pytest.fixture(scope="module", params=["saved_by_st6", "classic_files"])
 def bge_like_folder(request, tmp_path_factory, minilm_folder):
     """bge's shape: CLS pooling, do_lower_case=True, Normalize; either saved by ST 6 itself (which folds the
     lower-casing into tokenizer.json) or in the classic layout (do_lower_case in sentence_bert_config.json)."""
     root = tmp_path_factory.mktemp("bge_like")
-    hf = _cased_bert_folder(root / "hf", minilm_folder)
     if request.param == "saved_by_st6":
+        hf = cased_bert_folder(root / "hf", minilm_folder)
         transformer = STTransformer(str(hf), max_seq_length=48, do_lower_case=True)
         modules = [transformer, STPooling(32, pooling_mode="cls"), STNormalize()]
         SentenceTransformer(modules=modules, device="cpu").save(str(root / "st"))
         return root / "st"
-    (hf / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
-    (hf / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 48, "do_lower_case": True}))
-    (hf / "1_Pooling").mkdir()
-    (hf / "1_Pooling" / "config.json").write_text(json.dumps(
-        {"word_embedding_dimension": 32, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}))
-    return hf
+    return classic_bge_like(root / "hf", minilm_folder)
 
 
 def test_bge_like_cls_lowercase_matches_st(bge_like_folder, varied_texts):
