@@ -28,7 +28,7 @@ from .data.stdlib import SPLIT_SIZES, stdlib_dataset
 from .errors import UserError, one_line_errors
 from .eval.deploy import export_with_report
 from .files import check_output, replace_parts
-from .model import onnx_export
+from .model import onnx_export, st_format
 from .model.embedder import load
 from .train.forgetting import merge_states
 
@@ -165,7 +165,7 @@ def export(folder, onnx, int8, int8_target, openvino, dims, eval_spec):
     changes only when every file is written: a failed export leaves it as it was."""
     with one_line_errors():
         path = Path(folder)
-        if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
+        if not st_format.is_model_folder(path):
             raise UserError(f"FOLDER {folder} holds no model (no modules.json or config.json); give a model folder")
         if not (onnx or int8 or openvino):
             raise UserError("name what to export: --onnx, --int8 or --openvino")

@@ -15,7 +15,7 @@ import csv
 import io
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, require
 from .formats import PairDataset, _json_records, data_suffix, ir_from_object, ir_to_pairs, is_blank, read_bytes, \
     read_text
 
@@ -118,10 +118,8 @@ def _read_delimited(text: str, path, delimiter: str) -> PairDataset:
 
 def parquet_records(path: Path) -> list[dict]:
     """The rows of a Parquet file as records (pyarrow, the `parquet` extra)."""
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise UserError(f"{path}: reading Parquet needs pyarrow: pip install pyarrow (or 'embedder[parquet]')") from None
+    require("pyarrow", extra="parquet")
+    import pyarrow.parquet as pq
     try:
         return pq.read_table(io.BytesIO(read_bytes(path))).to_pylist()
     except Exception as err:  # pyarrow's own errors: not Parquet after all, a damaged footer, …

@@ -169,27 +169,29 @@ class OnnxSentenceEncoder:
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.tokenizer, self.output = tokenizer, output
 
-    def run(self, texts: list[str]) -> np.ndarray:
+    def run(self, texts: list[str], outputs: list[str]) -> list[np.ndarray]:
+        """The graph's `outputs` for one batch of texts (ONNX Runtime computes only those)."""
         features = self.tokenizer(list(texts))
         feed = {name: features[name].numpy().astype(np.int64) for name in self.input_names}
-        return self.session.run([self.output], feed)[0]
+        return self.session.run(outputs, feed)
 
     def encode(self, texts, batch_size: int = 32, convert_to_numpy: bool = True, prompt: str | None = None, **_):
         texts = [prompt + t for t in texts] if prompt else list(texts)
         order = np.argsort([-len(t) for t in texts])
-        chunks = [self.run([texts[i] for i in order[s:s + batch_size]]) for s in range(0, len(texts), batch_size)]
+        chunks = [self.run([texts[i] for i in order[s:s + batch_size]], [self.output])[0]
+                  for s in range(0, len(texts), batch_size)]
         stacked = np.concatenate(chunks)[np.argsort(order)] if chunks else np.zeros((0, 0), np.float32)
         return stacked if convert_to_numpy else torch.from_numpy(stacked)
 
 
 def export(folder: Path, into: Path, *, dims: tuple[int, ...] = (), int8_target: str | None = None,
-           openvino: bool = False) -> tuple[list[str], tuple[int, ...]]:
+           openvino: bool = False, model: Embedder | None = None) -> tuple[list[str], tuple[int, ...]]:
     """Write the ONNX files of the model saved at `folder` under `into` (`into/onnx/…`, `into/openvino/…`; `into` is
     `folder` itself or a staging folder). Returns the files written, relative to `into`, and the Matryoshka dims
     the sentence graph outputs (those of `dims` below the width). ValueError when the traced graph differs from
-    `encode`."""
+    `encode`. model: the folder's model already loaded on the CPU, if the caller has it."""
     require_extras(("onnx",) + (("openvino",) if openvino else ()))
-    model = Embedder.load(str(folder), device="cpu")
+    model = model or Embedder.load(str(folder), device="cpu")
     if not model.pooling.include_prompt:
         raise UserError(f"{folder}: its pooling leaves the prompt out (include_prompt false), which a graph of token "
                         "ids cannot know; export without the sentence graph is not offered for such models")
@@ -234,10 +236,8 @@ def check_fidelity(model, sentence_path: Path, dims: tuple[int, ...]) -> None:
     of other lengths and a batch size other than the trace's."""
     texts = [*CHECK_TEXTS, "x " * (2 * model.max_seq_length), "One more."]
     expected = model.encode(texts, batch_size=4)
-    for d in (None, *dims):
-        graph = OnnxSentenceEncoder(sentence_path, model.tokenizer, output_names(dims)[dims.index(d) + 1] if d else
-                                    "sentence_embedding")
-        got = graph.encode(texts, batch_size=4)
+    outputs = OnnxSentenceEncoder(sentence_path, model.tokenizer).run(texts, output_names(dims))
+    for d, got in zip((None, *dims), outputs):
         want = expected[:, :d] if d else expected
         if d and model.normalize is not None:
             want = want / np.linalg.norm(want, axis=1, keepdims=True)
