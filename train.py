@@ -56,9 +56,10 @@ def repeated(values: tuple[str, ...]) -> tuple[str, ...] | None:
         "have an empty text (they are skipped otherwise, with a warning)")
 @option("--merge", help="merge the trained weights with the base: auto (w searched on 0.5…1.0), off, or w")
 @click.option("--output", default=None, help="folder for the fine-tuned model (default output/<base>-finetuned)")
-@option("--report-to", type=click.Choice(["none", "tensorboard"]), help="also write the log as TensorBoard events "
-        "(loss, lr, gradient norm, skipped steps, every evaluation metric), watched live under "
-        "<output>.checkpoints/runs and kept in <output>/runs  [needs: pip install tensorboard]")
+@option("--report-to", type=click.Choice(["none", "tensorboard", "trackio"]), help="also write the log (loss, lr, "
+        "gradient norm, skipped steps, every evaluation metric) as TensorBoard events, watched live under "
+        "<output>.checkpoints/runs and kept in <output>/runs, or to trackio's local database (trackio show)  "
+        "[needs: pip install tensorboard, or trackio]")
 @option("--export", help="also write, into the output: onnx (onnx/model.onnx for ST's backend, "
         "onnx/sentence_embedding.onnx with pooling inside), int8 (dynamic int8 of both, measured on the validation "
         "set), openvino; a comma list, e.g. onnx,int8  [needs: pip install 'embedder[onnx]']")

@@ -36,6 +36,23 @@ def _update_json(name, **changes):
     return edit
 
 
+def _dense(config, tensors=None, order=("Transformer", "Pooling", "Dense")):
+    """Give the folder a Dense module (2_Dense/) with `config` and `tensors` (default: weights that fit it), listed
+    in modules.json in `order`."""
+    def edit(folder):
+        paths = {"Transformer": "", "Pooling": "1_Pooling", "Dense": "2_Dense"}
+        (folder / "modules.json").write_text(json.dumps([
+            {"idx": i, "name": str(i), "path": paths[kind], "type": f"sentence_transformers.models.{kind}"}
+            for i, kind in enumerate(order)]))
+        (folder / "2_Dense").mkdir()
+        (folder / "2_Dense" / "config.json").write_text(json.dumps(config))
+        weights = tensors if tensors is not None else {"linear.weight": torch.zeros(8, 32), "linear.bias": torch.zeros(8)}
+        if weights:
+            __import__("safetensors.torch").torch.save_file(weights, str(folder / "2_Dense" / "model.safetensors"))
+    return edit
+
+
+DENSE = {"in_features": 32, "out_features": 8, "bias": True, "activation_function": "torch.nn.modules.activation.Tanh"}
 FOLDER_CASES = {  # name -> (edit, fragment of the one-line error)
     "modules-not-json": (_set_json("modules.json", "[{"), "modules.json is not readable JSON"),
     "modules-an-object": (_set_json("modules.json", {"0": "Transformer"}), "modules.json holds a JSON dict"),
@@ -60,6 +77,13 @@ FOLDER_CASES = {  # name -> (edit, fragment of the one-line error)
     "sbert-length-text": (_set_json("sentence_bert_config.json", {"max_seq_length": "long"}), "max_seq_length"),
     "sbert-length-huge": (_set_json("sentence_bert_config.json", {"max_seq_length": 100000}), "max_seq_length"),
     "prompts-not-texts": (_set_json("config_sentence_transformers.json", {"prompts": {"query": 3}}), "prompts"),
+    "dense-before-pooling": (_dense(DENSE, order=("Transformer", "Dense", "Pooling")), "Transformer -> Pooling"),
+    "dense-foreign-activation": (_dense({**DENSE, "activation_function": "os.system"}), "activation_function"),
+    "dense-wrong-width": (_dense({**DENSE, "in_features": 7}, {"linear.weight": torch.zeros(8, 7),
+                                                               "linear.bias": torch.zeros(8)}), "in_features 7"),
+    "dense-no-weights": (_dense(DENSE, {}), "holds no weights"),
+    "dense-weights-of-another-shape": (_dense(DENSE, {"linear.weight": torch.zeros(4, 32)}), "do not match config.json"),
+    "dense-on-tokens": (_dense({**DENSE, "module_input_name": "token_embeddings"}), "sentence embedding only"),
     "weights-integers": (lambda f: __import__("safetensors.torch").torch.save_file(
         {k: (v * 100).to(torch.int32) for k, v in __import__("safetensors.torch").torch.load_file(
             str(f / "model.safetensors")).items()}, str(f / "model.safetensors")), "dtype"),

@@ -10,6 +10,7 @@ files, how to load them and this measurement.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from ..data.specs import load_eval_set
+from ..errors import UserError
 from ..model import onnx_export
 from ..model.embedder import Embedder
 from ..model.onnx_export import ONNX_FOLDER, SENTENCE_FILE, OnnxSentenceEncoder, int8_file
@@ -110,12 +112,26 @@ def export_with_report(folder: Path, into: Path, kinds: tuple[str, ...], dims: t
         card.write_text(text + "\n\n" + card_section(written, dims, int8, fidelity), encoding="utf-8")
 
 
-def staging_export(kinds: tuple[str, ...], dims: tuple[int, ...], eval_sets, echo):
+class StagingExport:
     """What `train.py --export` writes into the run's staging folder once the model is there: the export, int8
-    measured on the run's first validation set (the embedded stdlib:val when the run has none)."""
-    name, ir = eval_sets[0] if eval_sets else ("stdlib:val", load_eval_set("stdlib:val"))
-    return lambda staging: export_with_report(staging, staging, kinds, dims, onnx_export.host_int8_target(), ir, name,
-                                              echo)
+    measured on the run's first validation set (the embedded stdlib:val when the run has none). An export that
+    fails (an architecture torch.onnx cannot trace) leaves the model folder without its files and keeps the
+    reason in `failure`, so the trained model is saved all the same."""
+
+    def __init__(self, kinds: tuple[str, ...], dims: tuple[int, ...], eval_sets, echo):
+        self.kinds, self.dims, self.echo = kinds, dims, echo
+        self.eval_set = eval_sets[0] if eval_sets else ("stdlib:val", load_eval_set("stdlib:val"))
+        self.failure: str | None = None
+
+    def __call__(self, staging: Path) -> None:
+        name, ir = self.eval_set
+        try:
+            export_with_report(staging, staging, self.kinds, self.dims, onnx_export.host_int8_target(), ir, name,
+                               self.echo)
+        except UserError as err:
+            for part in (ONNX_FOLDER, onnx_export.OPENVINO_FOLDER):
+                shutil.rmtree(staging / part, ignore_errors=True)
+            self.failure = str(err)
 
 
-__all__ = ["CARD_HEADING", "Int8Fidelity", "MAX_MAP_DROP", "export_with_report", "int8_fidelity", "staging_export"]
+__all__ = ["CARD_HEADING", "Int8Fidelity", "MAX_MAP_DROP", "StagingExport", "export_with_report", "int8_fidelity"]

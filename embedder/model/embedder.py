@@ -1,7 +1,9 @@
-"""Embedder: the Transformer -> Pooling -> Normalize chain, loaded from and saved to the ST folder format.
+"""Embedder: the Transformer -> Pooling [-> Dense …] [-> Normalize] chain, loaded from and saved to the ST folder
+format.
 
     texts --tokenizer--> ids, mask (B, L) --backbone--> token embeddings (B, L, D)
-          --pooling--> sentence embeddings (B, D) --normalize (if the model has it)--> (B, D)
+          --pooling--> sentence embeddings (B, D) --Dense modules (if any)--> (B, D')
+          --normalize (if the model has it)--> (B, D')
 
 The backbone is the hand-written `Encoder` for BERT and MPNet checkpoints and transformers' AutoModel for any
 other architecture (never with remote code). Weights are always held in float32.
@@ -24,6 +26,7 @@ from ..files import write_atomically
 from ..version import __version__
 from . import locate, packing, st_format, weights
 from .auto_model import AutoBackbone
+from .dense import Dense
 from .encoder import Encoder, EncoderConfig
 from .normalize import Normalize
 from .pooling import Pooling
@@ -62,11 +65,13 @@ def resolve_device(name: str | torch.device | None, flag: str = "--device") -> t
 class Embedder(nn.Module):
     def __init__(self, tokenizer: TextTokenizer, backbone: nn.Module, pooling: Pooling, normalize: bool, *,
                  source_dir: Path, hf_config: dict, passthrough: dict | None = None, prompts: dict | None = None,
-                 default_prompt_name: str | None = None, similarity_fn_name: str | None = None):
+                 default_prompt_name: str | None = None, similarity_fn_name: str | None = None,
+                 dense: list[Dense] = ()):
         super().__init__()
         self.tokenizer = tokenizer
         self.backbone = backbone
         self.pooling = pooling
+        self.dense = nn.ModuleList(dense)
         self.normalize = Normalize() if normalize else None
         self.source_dir = Path(source_dir)
         self.hf_config = hf_config
@@ -133,10 +138,18 @@ class Embedder(nn.Module):
             pooling = Pooling.from_config(pooling_config)
         except (ValueError, TypeError) as err:
             raise UserError(f"pooling config of {folder}: {err}; repair 1_Pooling/config.json") from None
+        dense = [Dense.load(path) for path in layout.dense_dirs]
+        width = pooling.output_dimension
+        for path, module in zip(layout.dense_dirs, dense):
+            if module.in_features != width:
+                raise UserError(f"{path / 'config.json'}: in_features {module.in_features} differs from the "
+                                f"{width} dimensions the module before it gives; repair or re-export the model folder")
+            weights.check_finite(module, path)
+            width = module.out_features
         model = cls(tokenizer, backbone, pooling, layout.normalize,
                     source_dir=layout.transformer_dir, hf_config=hf_config, passthrough=passthrough,
                     prompts=layout.prompts, default_prompt_name=layout.default_prompt_name,
-                    similarity_fn_name=layout.similarity_fn_name)
+                    similarity_fn_name=layout.similarity_fn_name, dense=dense)
         return model.to(device).eval()
 
     # ----- forward -------------------------------------------------------------------------------------------
@@ -146,7 +159,7 @@ class Embedder(nn.Module):
 
     @property
     def embedding_dimension(self) -> int:
-        return self.pooling.output_dimension
+        return self.dense[-1].out_features if len(self.dense) else self.pooling.output_dimension
 
     @property
     def max_seq_length(self) -> int:
@@ -178,8 +191,15 @@ class Embedder(nn.Module):
         return self.sentence_embedding(token_embeddings, features)
 
     def sentence_embedding(self, token_embeddings: torch.Tensor, features: dict) -> torch.Tensor:
-        """Pooling then Normalize (when the model has it) of the backbone's token embeddings (B, L, H) -> (B, D)."""
+        """Pooling, the Dense modules, then Normalize (when the model has them) of the backbone's token embeddings
+        (B, L, H) -> (B, D)."""
         embeddings = self.pooling(token_embeddings, features["attention_mask"], features.get("prompt_length"))
+        return self.head(embeddings)
+
+    def head(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """What follows Pooling: the Dense modules, then Normalize (when the model has them)."""
+        for module in self.dense:
+            embeddings = module(embeddings)
         return self.normalize(embeddings) if self.normalize is not None else embeddings
 
     def resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str | None:
@@ -285,7 +305,7 @@ class Embedder(nn.Module):
                 normalize=self.normalize is not None, max_seq_length=self.max_seq_length,
                 do_lower_case=self.tokenizer.do_lower_case, prompts=self.prompts,
                 default_prompt_name=self.default_prompt_name, versions=versions, model_card=model_card,
-                similarity_fn_name=self.similarity_fn_name)
+                similarity_fn_name=self.similarity_fn_name, dense=[module.files() for module in self.dense])
             for name, text in (extra_files or {}).items():
                 (folder / name).write_text(text, encoding="utf-8")
             if then is not None:

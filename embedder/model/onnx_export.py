@@ -5,7 +5,8 @@ With token ids x and attention mask m (B, L), T = Transformer(x, m) the token em
   makes them), int64 (batch_size, sequence_length); output `last_hidden_state` (B, L, H) float32. What ST's
   `backend="onnx"` loads (it pools in Python), and fastembed's custom models.
 - `onnx/sentence_embedding.onnx` — the whole chain, so ONNX Runtime alone gives the finished vector: the same
-  inputs; output `sentence_embedding` e = Normalize(Pooling(T, m)) (B, D), Normalize only where the model has it;
+  inputs; output `sentence_embedding` e = Normalize(Dense…(Pooling(T, m))) (B, D), the Dense modules and Normalize
+  only where the model has them;
   and for each Matryoshka dim d < D the model was trained with, `sentence_embedding_{d}` = e[:, :d] / ‖e[:, :d]‖
   (the truncation, renormalised where the model normalises: ST's `encode(truncate_dim=d,
   normalize_embeddings=True)`). ONNX Runtime computes only the outputs asked for.
@@ -92,13 +93,16 @@ class TransformerGraph(nn.Module):
 class SentenceGraph(nn.Module):
     """Token ids and mask -> the sentence embedding, and its Matryoshka truncations."""
 
-    def __init__(self, transformer: TransformerGraph, pooling: nn.Module, normalize: bool, dims: tuple[int, ...]):
+    def __init__(self, transformer: TransformerGraph, pooling: nn.Module, dense: nn.ModuleList, normalize: bool,
+                 dims: tuple[int, ...]):
         super().__init__()
-        self.transformer, self.pooling, self.normalize, self.dims = transformer, pooling, normalize, dims
+        self.transformer, self.pooling, self.dense, self.normalize, self.dims = transformer, pooling, dense, normalize, dims
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         mask = inputs[self.transformer.input_names.index("attention_mask")]
         embedding = self.pooling(self.transformer(*inputs), mask)
+        for module in self.dense:
+            embedding = module(embedding)
         if self.normalize:
             embedding = nn.functional.normalize(embedding, p=2, dim=1)
         truncated = [embedding[:, :d] for d in self.dims]
@@ -208,14 +212,19 @@ def export(folder: Path, into: Path, *, dims: tuple[int, ...] = (), int8_target:
     names = tuple(n for n in model.tokenizer.hf.model_input_names if n in ("input_ids", "attention_mask",
                                                                             "token_type_ids"))
     transformer = TransformerGraph(auto, names)
-    sentence = SentenceGraph(transformer, model.pooling, model.normalize is not None, dims).eval()
+    sentence = SentenceGraph(transformer, model.pooling, model.dense, model.normalize is not None, dims).eval()
     features = model.tokenizer(list(CHECK_TEXTS))
     example = tuple(features[n] for n in names)
     onnx_dir = into / ONNX_FOLDER
     onnx_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    _trace(transformer, example, onnx_dir / TRANSFORMER_FILE, list(names), ["last_hidden_state"])
-    _trace(sentence, example, onnx_dir / SENTENCE_FILE, list(names), output_names(dims))
+    try:
+        _trace(transformer, example, onnx_dir / TRANSFORMER_FILE, list(names), ["last_hidden_state"])
+        _trace(sentence, example, onnx_dir / SENTENCE_FILE, list(names), output_names(dims))
+    except Exception as err:  # the TorchScript tracer on code it cannot follow (vmap-built masks, data-dependent loops)
+        first = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        raise UserError(f"{folder}: torch.onnx cannot trace its {model.hf_config.get('model_type', 'transformer')} "
+                        f"backbone ({first}); use the model folder as it is, without the ONNX export") from None
     written += [f"{ONNX_FOLDER}/{TRANSFORMER_FILE}", f"{ONNX_FOLDER}/{SENTENCE_FILE}"]
     check_fidelity(model, onnx_dir / SENTENCE_FILE, dims)
     if int8_target:

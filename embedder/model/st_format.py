@@ -1,7 +1,8 @@
 """The sentence-transformers folder format: the one module that knows its file names (the tokenizer's own files
 are embedder/model/tokenizer.py's, which writes them).
 
-Read: modules.json lists the chain (Transformer at the root, 1_Pooling/, optional 2_Normalize/);
+Read: modules.json lists the chain (Transformer at the root, 1_Pooling/, any Dense modules 2_Dense/, 3_Dense/ …
+(embedder/model/dense.py), optional Normalize last);
 sentence_bert_config.json holds max_seq_length and do_lower_case; config_sentence_transformers.json holds prompts
 and the similarity function. A plain Hugging Face folder (config.json, no modules.json) becomes Transformer +
 mean Pooling, as ST builds it.
@@ -11,7 +12,7 @@ tokenizer files) must stay inside the folder (`inside`), and a folder that asks 
 refused before transformers sees it (`refuse_custom_code`). Each failure is a UserError naming the file.
 
 Write: the classic layout that ST 3.x-6.x load — modules.json with the classic class names, the classic
-1_Pooling/config.json booleans, 2_Normalize/ — plus config.json, model.safetensors under Hugging Face names,
+1_Pooling/config.json booleans, {i}_Dense/, {i}_Normalize/ — plus config.json, model.safetensors under Hugging Face names,
 and the tokenizer files, into a staging folder that embedder/files.py `write_atomically` fsyncs and renames onto
 the target, so a crash leaves either the old folder or the new one, never half of one.
 """
@@ -30,7 +31,7 @@ from safetensors import SafetensorError
 from ..errors import UserError
 from .similarity import SIMILARITY_FUNCTIONS
 
-SUPPORTED_MODULES = ("Transformer", "Pooling", "Normalize")
+SUPPORTED_MODULES = ("Transformer", "Pooling", "Dense", "Normalize")
 MODULES_FILE = "modules.json"  # the chain of modules (an ST folder)
 HF_CONFIG_FILE = "config.json"  # the transformer's config (a Hugging Face folder, and the Transformer module of ST's)
 WEIGHTS_FILE = "model.safetensors"
@@ -64,6 +65,7 @@ class FolderLayout:
     prompts: dict[str, str] = field(default_factory=dict)
     default_prompt_name: str | None = None
     similarity_fn_name: str | None = None
+    dense_dirs: list[Path] = field(default_factory=list)  # the Dense modules' folders, in order
 
 
 def read_json(path: Path, kind: type | tuple = (dict, list)) -> dict | list:
@@ -134,9 +136,9 @@ def read_layout(folder: Path) -> FolderLayout:
     if not all(isinstance(m, dict) for m in modules):
         raise UserError(f"{modules_file} must list objects with type and path; repair or re-export the model folder")
     kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
-    if not kinds or kinds[0] != "Transformer" or any(k not in SUPPORTED_MODULES for k in kinds) \
-            or kinds.count("Pooling") != 1 or kinds.count("Transformer") != 1:
-        raise UserError(f"{modules_file} lists modules {kinds}; embedder runs Transformer -> Pooling "
+    dense = kinds[2:len(kinds) - (kinds[-1:] == ["Normalize"])]
+    if kinds[:2] != ["Transformer", "Pooling"] or any(k != "Dense" for k in dense):
+        raise UserError(f"{modules_file} lists modules {kinds}; embedder runs Transformer -> Pooling [-> Dense …] "
                         f"[-> Normalize] chains only")
     paths = {kind: inside(folder, m.get("path", ""), modules_file) for kind, m in zip(kinds, modules)}
     refuse_custom_code(paths["Transformer"])
@@ -144,7 +146,8 @@ def read_layout(folder: Path) -> FolderLayout:
     pooling_file = paths["Pooling"] / "config.json"
     if not pooling_file.is_file():
         raise UserError(f"{pooling_file} is missing; the Pooling module of {modules_file} needs it")
-    layout = FolderLayout(paths["Transformer"], read_json(pooling_file, dict), normalize="Normalize" in kinds)
+    layout = FolderLayout(paths["Transformer"], read_json(pooling_file, dict), normalize="Normalize" in kinds,
+                          dense_dirs=[inside(folder, m.get("path", ""), modules_file) for m in modules[2:2 + len(dense)]])
     sbert_file = paths["Transformer"] / "sentence_bert_config.json"
     if sbert_file.is_file():
         sbert = read_json(sbert_file, dict)
@@ -179,14 +182,25 @@ def _write_json(path: Path, obj) -> None:
 def write_folder(folder: Path, *, weights: dict, hf_config: dict, write_tokenizer,
                  pooling_config: dict, normalize: bool, max_seq_length: int, do_lower_case: bool,
                  prompts: dict, default_prompt_name: str | None, versions: dict, model_card: str | None,
-                 similarity_fn_name: str = "cosine") -> None:
+                 similarity_fn_name: str = "cosine", dense: list[dict] = ()) -> None:
     """Fill `folder` (a staging folder) with a classic ST model; `write_tokenizer(folder)` writes the tokenizer's
-    files."""
+    files; `dense`: the files of each Dense module ({file name: JSON value or tensors}, Dense.files)."""
     modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    for files in dense:
+        idx = len(modules)
+        modules.append({"idx": idx, "name": str(idx), "path": f"{idx}_Dense", "type": "sentence_transformers.models.Dense"})
+        for name, value in files.items():
+            target = folder / f"{idx}_Dense" / name
+            if name.endswith(".json"):
+                _write_json(target, value)
+            else:
+                save_tensors(value, target, metadata={"format": "pt"})
     if normalize:
-        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
-        (folder / "2_Normalize").mkdir()
+        idx = len(modules)
+        modules.append({"idx": idx, "name": str(idx), "path": f"{idx}_Normalize",
+                        "type": "sentence_transformers.models.Normalize"})
+        (folder / f"{idx}_Normalize").mkdir()
     _write_json(folder / MODULES_FILE, modules)
     _write_json(folder / "1_Pooling" / "config.json", pooling_config)
     _write_json(folder / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": do_lower_case})

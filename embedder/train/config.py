@@ -52,7 +52,7 @@ class TrainConfig:
     merge: str | float = "auto"  # merge with the base after training: auto (searched), off, or a weight in (0, 1]
     output: str | None = None  # None: output/<base's name>-finetuned
     export: tuple[str, ...] = ()  # onnx, int8, openvino: written into the output too (embedder/model/onnx_export.py)
-    report_to: str = "none"  # or tensorboard: the log as events under <output>/runs (train/report_to.py)
+    report_to: str = "none"  # tensorboard (events under <output>/runs) or trackio (train/report_to.py)
     epochs: int = 5  # seeds: num_train_epochs 5 (mpnet, bge) / 1-3 (MiniLM)
     max_steps: int | None = None  # stops early when reached
     batch_size: int = 20  # seeds: per_device_train_batch_size 20

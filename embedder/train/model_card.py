@@ -67,8 +67,10 @@ def architecture_block(model) -> str:
              f"  (0): Transformer({{'max_seq_length': {model.max_seq_length}, 'do_lower_case': "
              f"{model.tokenizer.do_lower_case}}}) with Transformer model: {backbone} ",
              f"  (1): Pooling({model.pooling.config()})"]
+    for module in model.dense:
+        lines.append(f"  ({len(lines) - 1}): Dense({module.config()})")
     if model.normalize is not None:
-        lines.append("  (2): Normalize()")
+        lines.append(f"  ({len(lines) - 1}): Normalize()")
     return "\n".join(lines + [")"])
 
 

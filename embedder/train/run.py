@@ -32,7 +32,7 @@ from ..data.formats import skipped_line
 from ..data.specs import overlap_warnings
 from ..errors import UserError, collect_errors
 from ..eval import regressions
-from ..eval.deploy import staging_export
+from ..eval.deploy import StagingExport
 from ..eval.ir import InformationRetrievalEvaluator, format_table
 from ..eval.regressions import mean_offdiagonal_cosine
 from ..model.embedder import load
@@ -167,7 +167,8 @@ def _train(settings, train_pairs, eval_sets, held_out, general_sets, context, de
         train_sets = [batching.TokenizedPairs.build(p, tokenize, config.query_prompt, config.passage_prompt)
                       for p in train_pairs]
         store = RunStore(settings.checkpoint_dir, settings.save_total_limit, context)
-        report = reporter(settings.report_to, settings.checkpoint_dir) if context.is_main else None
+        report = reporter(settings.report_to, settings.checkpoint_dir, Path(settings.output).name,
+                          public_settings(settings.to_json())) if context.is_main else None
         store.listeners += [report] if report else []
         tracker = BestModelTracker(evaluators, config.select_metric, settings.keep_best, store,
                                    save_best_to_disk=bool(settings.save_steps), context=context, echo=echo,
@@ -179,9 +180,7 @@ def _train(settings, train_pairs, eval_sets, held_out, general_sets, context, de
             needed = needed_disk_space(model, settings, trainer.total_steps)
             files.check_free_space(settings.output, needed, "--output")
         resumed = settings.resume and trainer.resume()
-        for line in startup_report(model, config, train_sets, trainer) + \
-                ([f"TensorBoard: tensorboard --logdir {report.runs} (copied into the model's runs/ at the end)"]
-                 if report else []):
+        for line in startup_report(model, config, train_sets, trainer) + ([report.hint] if report else []):
             echo(line)
         for warning in ([f"WARNING: {config.precision_warning}"] if config.precision_warning else []) + \
                 overlap_warnings(train_pairs, eval_sets):
@@ -281,11 +280,12 @@ def finish(config, model, trainer, train_pairs, eval_sets, base_metrics, context
         extra_files["per_query_changes.jsonl"] = per_query
     if log_path.is_file():
         extra_files["training_log.jsonl"] = log_path.read_text(encoding="utf-8")
-    export = staging_export(settings.export, config.dims or (), eval_sets, echo) if settings.export else None
+    export = StagingExport(settings.export, config.dims or (), eval_sets, echo) if settings.export else None
 
     def then(staging: Path):  # written into the staging folder once the model is there
-        for listener in trainer.store.listeners:
+        for listener in trainer.store.listeners:  # the run logs nothing more
             listener.copy_into(staging)
+            listener.close()
         if export:
             export(staging)
 
@@ -319,6 +319,8 @@ def finish(config, model, trainer, train_pairs, eval_sets, base_metrics, context
         if collapse > 0.95:
             echo(f"\nWARNING: the embeddings have COLLAPSED (mean cosine between different passages {collapse:.3f}); "
                  "lower --lr or use --precision fp32", err=True)
+    if export and export.failure:
+        raise UserError(f"--export {','.join(settings.export)}: {export.failure} (the model itself is saved to {out})")
     return TrainingResult(model, final_metrics, base_metrics, config, str(out))
 
 

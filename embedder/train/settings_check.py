@@ -1,7 +1,7 @@
 """Every training setting checked once, when a TrainConfig is made (config.py calls `validate_config` in its
 `__post_init__`): each rule names the field, its command-line flag, the test and what a good value is; the first
 value out of range, or two settings that contradict, is a UserError naming the flag. An optional dependency a
-setting needs (--export's onnx, --report-to's tensorboard) is asked for here too, in one line naming the pip
+setting needs (--export's onnx, --report-to's tensorboard or trackio) is asked for here too, in one line naming the pip
 command, before anything runs.
 """
 
@@ -70,7 +70,7 @@ _RULES = (
     ("merge", "--merge", lambda v: v in ("auto", "off") or _is_number(v) and 0 < v <= 1,
      "auto, off or a weight in (0, 1] (the fine-tuned share)"),
     ("output", "--output", lambda v: isinstance(v, str) and v != "", "a folder path"),
-    ("report_to", "--report-to", lambda v: v in ("none", "tensorboard"), "none or tensorboard"),
+    ("report_to", "--report-to", lambda v: v in ("none", "tensorboard", "trackio"), "none, tensorboard or trackio"),
     ("export", "--export", lambda v: isinstance(v, tuple) and all(k in onnx_export.EXPORTS for k in v),
      "a comma list of " + ", ".join(onnx_export.EXPORTS)),
 )
@@ -88,8 +88,8 @@ def validate_config(config) -> None:
             shown = tuple(getattr(v, "source", v) for v in value) if isinstance(value, tuple) else value
             raise UserError(f"{flag} {shown!r}: out of range, give {good}; see python train.py --help")
     onnx_export.require_extras(config.export)
-    if config.report_to == "tensorboard":
-        require("tensorboard", extra="tensorboard")
+    if config.report_to in ("tensorboard", "trackio"):
+        require(config.report_to, extra=config.report_to)
     if config.validation_split and config.eval:
         raise UserError(f"--validation-split {config.validation_split:g} with --eval: validation is either held out "
                         "from --train or given; drop one of them")

@@ -6,7 +6,9 @@ and the folder embedder writes reloads in ST with embedder's embeddings.
 
 XLM-RoBERTa (mean and CLS: multilingual-e5, bge-m3 dense, paraphrase-multilingual), ModernBERT (modernbert-embed,
 gte-modernbert), Qwen3 with last-token pooling and left padding (Qwen3-Embedding), DistilBERT, RoBERTa, ELECTRA,
-DeBERTa-v2 — each goes through transformers' AutoModel inside embedder (embedder/model/auto_model.py)."""
+DeBERTa-v2, and Gemma3 with bidirectional attention and two Dense modules before Normalize (EmbeddingGemma's
+Transformer -> Pooling -> Dense -> Dense -> Normalize) — each goes through transformers' AutoModel inside embedder
+(embedder/model/auto_model.py); the Dense modules are embedder/model/dense.py, and their weights are compared too."""
 
 import json
 import shutil
@@ -15,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import (AutoModel, DebertaV2Config, DistilBertConfig, ElectraConfig, ModernBertConfig, Qwen3Config,
-                          RobertaConfig, XLMRobertaConfig)
+from transformers import (AutoModel, DebertaV2Config, DistilBertConfig, ElectraConfig, Gemma3TextConfig,
+                          ModernBertConfig, Qwen3Config, RobertaConfig, XLMRobertaConfig)
 
 import embedder
 from embedder.data import batching
@@ -35,7 +37,12 @@ ARCHITECTURES = {
     "electra": (lambda: ElectraConfig(**SMALL, embedding_size=32, max_position_embeddings=128), "mean", "right"),
     "deberta-v2": (lambda: DebertaV2Config(**SMALL, max_position_embeddings=128, relative_attention=True,
                                            position_buckets=16, pos_att_type=["p2c", "c2p"]), "mean", "right"),
+    "gemma3-dense": (lambda: Gemma3TextConfig(**SMALL, num_key_value_heads=2, head_dim=8, max_position_embeddings=128,
+                                              pad_token_id=0, sliding_window=16, use_bidirectional_attention=True),
+                     "mean", "right"),
 }
+# EmbeddingGemma's head, small: 32 -> 64 (Identity, no bias) -> 32 (Identity, no bias); one Tanh with a bias as well
+DENSE = {"gemma3-dense": [(32, 64, False, None), (64, 32, False, None), (32, 32, True, torch.nn.Tanh())]}
 TEXTS = ["What rights do people have?", "short", "A longer passage about retrieval and embeddings. " * 8, ""]
 LR, BATCH, STEPS = 5e-5, 4, 2
 
@@ -52,7 +59,7 @@ def no_dropout(config):
 @pytest.fixture(scope="module", params=list(ARCHITECTURES))
 def st_folder(request, tmp_path_factory, minilm_folder):
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.models import Normalize, Pooling, Transformer
+    from sentence_transformers.models import Dense, Normalize, Pooling, Transformer
     make_config, pooling, side = ARCHITECTURES[request.param]
     root = tmp_path_factory.mktemp(request.param)
     torch.manual_seed(3)
@@ -62,9 +69,20 @@ def st_folder(request, tmp_path_factory, minilm_folder):
     tokenizer_config = json.loads((minilm_folder / "tokenizer_config.json").read_text())
     (root / "hf" / "tokenizer_config.json").write_text(json.dumps({**tokenizer_config, "padding_side": side}))
     transformer = Transformer(str(root / "hf"), max_seq_length=48)
-    modules = [transformer, Pooling(32, pooling_mode=pooling), Normalize()]
+    dense = [Dense(n_in, n_out, bias=bias, activation_function=act) for n_in, n_out, bias, act in DENSE.get(request.param, [])]
+    modules = [transformer, Pooling(32, pooling_mode=pooling), *dense, Normalize()]
     SentenceTransformer(modules=modules, device="cpu").save(str(root / "st"))
     return root / "st"
+
+
+def st_weights(st) -> dict:
+    """The float weights of an ST model: the transformer's under its own names, each Dense module's as
+    "{i}_Dense/linear.weight" (the file embedder writes them to)."""
+    weights = {k: v.detach().clone().float() for k, v in st[0].auto_model.state_dict().items()}
+    for i, module in enumerate(st):
+        if type(module).__name__ == "Dense":
+            weights.update({f"{i}_Dense/{k}": v.detach().clone().float() for k, v in module.state_dict().items()})
+    return weights
 
 
 def test_loads_and_encodes_as_st(st_folder):
@@ -82,7 +100,7 @@ def test_two_steps_match_st_trainer_and_the_output_reloads_in_st(st_folder, tmp_
     pairs = [(f"What is item {i}?", f"Item {i} is a thing with the number {i} on it.") for i in range(STEPS * BATCH)]
     batches = [list(range(i, i + BATCH)) for i in range(0, len(pairs), BATCH)]
     st = SentenceTransformer(str(st_folder), device="cpu")
-    base = {k: v.detach().clone().float() for k, v in st[0].auto_model.state_dict().items()}
+    base = st_weights(st)
     args = Arguments(output_dir=str(tmp_path / "st"), per_device_train_batch_size=BATCH, num_train_epochs=1,
                      learning_rate=LR, warmup_ratio=0.0, weight_decay=0.0, max_grad_norm=1.0, seed=42,
                      save_strategy="no", report_to="none", disable_tqdm=True, use_cpu=True,
@@ -90,13 +108,15 @@ def test_two_steps_match_st_trainer_and_the_output_reloads_in_st(st_folder, tmp_
     dataset = Dataset.from_dict({"anchor": [a for a, _ in pairs], "positive": [p for _, p in pairs]})
     SentenceTransformerTrainer(model=st, args=args, train_dataset=dataset,
                                loss=MultipleNegativesRankingLoss(st, scale=20.0)).train()
-    theirs = {k: v.detach().float() for k, v in st[0].auto_model.state_dict().items()}
+    theirs = st_weights(st)
 
     monkeypatch.setattr(batching, "epoch_batches", lambda *a, **k: [(0, list(b)) for b in batches])
     result = embedder.fit(base=str(st_folder), train=pairs, eval=None, eval_general=(), merge="off", epochs=1,
                           batch_size=BATCH, matryoshka_dims=None, precision="fp32", output=str(tmp_path / "ours"),
                           echo=lambda *a, **k: None)
     ours = load_file(str(tmp_path / "ours" / "model.safetensors"))
+    for folder in (tmp_path / "ours").glob("*_Dense"):
+        ours.update({f"{folder.name}/{k}": v for k, v in load_file(str(folder / "model.safetensors")).items()})
     moved, diff, norm = 0.0, 0.0, 0.0
     weights = [name for name, t in base.items() if t.is_floating_point() and not name.startswith("pooler.")]
     assert weights and all(name in ours for name in weights)

@@ -1,7 +1,8 @@
 """ONNX export against `encode` (embedder/model/onnx_export.py), run the way a deployment runs it: ONNX Runtime
 alone, fed by the raw `tokenizers` library reading the folder's tokenizer.json — no torch, no transformers. For the
-real all-MiniLM-L6-v2 and all-mpnet-base-v2 (Matryoshka outputs) and a bge-like model (CLS pooling, lower-casing
-asked by sentence_bert_config.json over a cased tokenizer), on texts past max_seq_length: ≤ 1e-5 max abs. ST's own
+real all-MiniLM-L6-v2 and all-mpnet-base-v2 (Matryoshka outputs), a bge-like model (CLS pooling, lower-casing
+asked by sentence_bert_config.json over a cased tokenizer) and a tiny BERT with a Dense module (32 -> 16, Tanh)
+before Normalize, saved by ST, on texts past max_seq_length: ≤ 1e-5 max abs. ST's own
 onnx backend and fastembed load the same files in tests/test_deploy_clients.py."""
 
 import numpy as np
@@ -9,7 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from tokenizers import Tokenizer
-from tiny_models import classic_bge_like
+from tiny_models import cased_bert_folder, classic_bge_like
 
 import embedder
 from embedder.model import onnx_export
@@ -18,14 +19,27 @@ from embedder.model.onnx_export import kept_in_float
 TOLERANCE = 1e-5
 
 
-@pytest.fixture(scope="module", params=["all-MiniLM-L6-v2", "all-mpnet-base-v2", "bge-like"])
+def st_with_dense(root, minilm_folder):
+    """A tiny BERT -> mean Pooling -> Dense(32 -> 16, Tanh) -> Normalize, saved by sentence-transformers."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Dense, Normalize, Pooling, Transformer
+    modules = [Transformer(str(cased_bert_folder(root / "hf", minilm_folder)), max_seq_length=48),
+               Pooling(32, pooling_mode="mean"), Dense(32, 16), Normalize()]
+    SentenceTransformer(modules=modules, device="cpu").save(str(root / "source"))
+    return root / "source"
+
+
+@pytest.fixture(scope="module", params=["all-MiniLM-L6-v2", "all-mpnet-base-v2", "bge-like", "dense"])
 def exported(request, tmp_path_factory, minilm_folder, mpnet_folder):
     """(folder, dims): the model saved by embedder, then exported into itself."""
     root = tmp_path_factory.mktemp("onnx")
+    (root / "hf").mkdir()
     source = {"all-MiniLM-L6-v2": minilm_folder, "all-mpnet-base-v2": mpnet_folder}.get(request.param)
-    if source is None:
+    if request.param == "bge-like":
         source = classic_bge_like(root / "source", minilm_folder)
-    dims = {"all-mpnet-base-v2": (512, 256, 64), "bge-like": (16,)}.get(request.param, ())
+    elif request.param == "dense":
+        source = st_with_dense(root, minilm_folder)
+    dims = {"all-mpnet-base-v2": (512, 256, 64), "bge-like": (16,), "dense": (8,)}.get(request.param, ())
     embedder.load(str(source), device="cpu").save(root / "model")
     written, used = onnx_export.export(root / "model", root / "model", dims=dims)
     assert used == dims and written == ["onnx/model.onnx", "onnx/sentence_embedding.onnx"]
@@ -61,7 +75,8 @@ def test_transformer_graph_gives_token_embeddings_that_pool_to_encode(exported, 
     folder, _ = exported
     model = embedder.load(str(folder), device="cpu")
     (tokens,), mask = ort_alone(folder, varied_texts, "model.onnx", ["last_hidden_state"])
-    pooled = model.sentence_embedding(torch.from_numpy(tokens), {"attention_mask": torch.from_numpy(mask)})
+    with torch.no_grad():  # pooling, then the Dense modules and Normalize where the model has them
+        pooled = model.sentence_embedding(torch.from_numpy(tokens), {"attention_mask": torch.from_numpy(mask)})
     assert np.abs(pooled.numpy() - model.encode(varied_texts)).max() <= TOLERANCE
 
 
