@@ -87,6 +87,37 @@ def test_train_export_and_no_absolute_path_in_the_output(tmp_path, ir_data_dir):
     assert config["train"] == ["train.json"] and config["output"] == "minilm" and config["export"] == ["onnx", "int8"]
 
 
+def test_train_export_of_a_backbone_torch_onnx_cannot_trace_saves_the_model_and_says_so(tmp_path, minilm_folder,
+                                                                                        ir_data_dir):
+    """A tiny Gemma3 (EmbeddingGemma's backbone; transformers builds its masks with vmap, which the tracer cannot
+    follow): train.py --export onnx ends with one line naming --export and why, exit 2, and the trained model is
+    saved all the same, without ONNX files, loadable by ST."""
+    import shutil
+
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoModel, Gemma3TextConfig
+    base = tmp_path / "gemma"
+    AutoModel.from_config(Gemma3TextConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                           num_key_value_heads=2, head_dim=8, intermediate_size=64, vocab_size=30522,
+                                           max_position_embeddings=128, pad_token_id=0,
+                                           use_bidirectional_attention=True)).save_pretrained(base)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copyfile(minilm_folder / name, base / name)
+    output = tmp_path / "out"
+    done = subprocess.run([sys.executable, str(REPO / "train.py"), "--base", str(base), "--train",
+                           str(ir_data_dir / "train.json"), "--max-steps", "2", "--batch-size", "8", "--merge", "off",
+                           "--eval", "none", "--export", "onnx", "--output", str(output)],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 2, done.stderr[-2000:]
+    [line] = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert "--export onnx" in line and "cannot trace" in line and "gemma3_text" in line and str(output) in line
+    assert "Traceback" not in done.stderr
+    assert not (output / "onnx").exists() and not (output / "openvino").exists()
+    texts = ["What rights do people have?"]
+    loaded = SentenceTransformer(str(output), device="cpu").encode(texts)
+    assert np.abs(loaded - embedder.load(str(output), device="cpu").encode(texts)).max() <= 1e-5
+
+
 def test_the_output_check_makes_nothing_at_the_output_even_if_killed(tmp_path, monkeypatch):
     """A kill before the check's clean-up: only a hidden folder of the check's own is left, in the nearest existing
     folder; nothing at the output's path, its staging or checkpoint names, or its missing parents."""
