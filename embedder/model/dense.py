@@ -46,7 +46,8 @@ def activation(name: str, source: Path) -> nn.Module:
 
 
 class Dense(nn.Module):
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, activation_function: str = DEFAULT_ACTIVATION,
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 activation_function: str = DEFAULT_ACTIVATION,
                  use_residual: bool = False, source: Path = Path("Dense")):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features

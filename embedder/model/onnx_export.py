@@ -96,7 +96,8 @@ class SentenceGraph(nn.Module):
     def __init__(self, transformer: TransformerGraph, pooling: nn.Module, dense: nn.ModuleList, normalize: bool,
                  dims: tuple[int, ...]):
         super().__init__()
-        self.transformer, self.pooling, self.dense, self.normalize, self.dims = transformer, pooling, dense, normalize, dims
+        self.transformer, self.pooling, self.dense = transformer, pooling, dense
+        self.normalize, self.dims = normalize, dims
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         mask = inputs[self.transformer.input_names.index("attention_mask")]

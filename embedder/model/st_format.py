@@ -147,7 +147,8 @@ def read_layout(folder: Path) -> FolderLayout:
     if not pooling_file.is_file():
         raise UserError(f"{pooling_file} is missing; the Pooling module of {modules_file} needs it")
     layout = FolderLayout(paths["Transformer"], read_json(pooling_file, dict), normalize="Normalize" in kinds,
-                          dense_dirs=[inside(folder, m.get("path", ""), modules_file) for m in modules[2:2 + len(dense)]])
+                          dense_dirs=[inside(folder, m.get("path", ""), modules_file)
+                                      for m in modules[2:2 + len(dense)]])
     sbert_file = paths["Transformer"] / "sentence_bert_config.json"
     if sbert_file.is_file():
         sbert = read_json(sbert_file, dict)
@@ -189,7 +190,8 @@ def write_folder(folder: Path, *, weights: dict, hf_config: dict, write_tokenize
                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
     for files in dense:
         idx = len(modules)
-        modules.append({"idx": idx, "name": str(idx), "path": f"{idx}_Dense", "type": "sentence_transformers.models.Dense"})
+        modules.append({"idx": idx, "name": str(idx), "path": f"{idx}_Dense",
+                        "type": "sentence_transformers.models.Dense"})
         for name, value in files.items():
             target = folder / f"{idx}_Dense" / name
             if name.endswith(".json"):

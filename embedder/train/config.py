@@ -62,6 +62,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     seed: int = 42
+    soup: int = 1  # members averaged into the model, with `soup_seeds` (train/soup.py); 1: one run
+    patience: int | None = None  # stop after this many evaluations without a better select metric; None: never
     scale: float = 20.0  # MNRL scale = 1 / temperature
     matryoshka_dims: tuple[int, ...] | str | None = "auto"  # auto: the seeds' (default_dims); None: plain MNRL
     matryoshka_weights: tuple[float, ...] | None = None  # one per dim, same order; None: all 1 (ST's default)
@@ -128,6 +130,11 @@ class TrainConfig:
         return ("stdlib:test",)
 
     @property
+    def soup_seeds(self) -> tuple[int, ...]:
+        """The seed of each member of --soup: seed + 1000·m for member m (member 0 is the run itself)."""
+        return tuple(self.seed + SOUP_SEED_STRIDE * m for m in range(self.soup))
+
+    @property
     def checkpoint_dir(self) -> Path:
         out = Path(self.output)
         return out.parent / f"{out.name}.checkpoints"
@@ -152,6 +159,7 @@ def default_validation_split(train, eval) -> float:
 
 
 SEED_DIMS = (768, 512, 256, 128, 64)
+SOUP_SEED_STRIDE = 1000
 DEFAULT_SELECT = "cosine_map@100"
 
 

@@ -26,6 +26,15 @@ from ..data import batching
 from .losses import ONE_WAY
 
 
+def echo_lines(*args, err: bool = False, **kwargs) -> None:
+    """The default output: stdout, or stderr for warnings (click.echo's signature)."""
+    print(*args, file=sys.stderr if err else sys.stdout, flush=True)
+
+
+def quiet(*args, **kwargs):
+    """The output of processes other than rank 0 under torchrun: nothing."""
+
+
 def _clock(seconds: float) -> str:
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)
@@ -131,7 +140,13 @@ def startup_report(model, config, train_sets, trainer) -> list[str]:
     ]
     if config.select_metric:
         dims = ", ".join("full" if d is None else str(d) for d in config.eval_dims)
-        lines.append(f"best checkpoint chosen by {config.select_metric}; evaluated at dims {dims}")
+        lines.append(f"best checkpoint chosen by {config.select_metric}; evaluated at dims {dims}"
+                     + (f"; a run stops after {settings.patience} evaluations without a better one (--patience)"
+                        if settings.patience else ""))
+    if settings.soup > 1:
+        seeds = ", ".join(map(str, settings.soup_seeds))
+        lines.append(f"soup: {settings.soup} runs one after another (seeds {seeds}), each choosing its own best "
+                     "step; the saved model is the average of their weights")
     if config.query_prompt or config.passage_prompt or config.prompt_source:
         lines.append(f"prompts: query {config.query_prompt!r}, passage {config.passage_prompt!r} "
                      f"({config.prompt_source})")

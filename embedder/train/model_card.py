@@ -47,6 +47,7 @@ class CardFacts:
     cost: dict = field(default_factory=dict)  # device, precision, train_seconds, eval_seconds, pairs_per_second
     verdict: str = ""
     merge_table: str = ""
+    soup: str = ""  # the members of a soup (train/soup.py soup_table)
 
 
 def _table(rows: list[tuple], header: tuple) -> str:
@@ -218,6 +219,9 @@ def _render(model, facts: CardFacts) -> str:
     if base_metrics:
         rows = [(k, f"{base_metrics[k]:.4f}", f"{final_metrics.get(k, float('nan')):.4f}") for k in base_metrics]
         body += ["#### Base model vs fine-tuned", "", _table(rows, ("Metric", "Base", "Fine-tuned")), ""]
+    if facts.soup:
+        body += ["#### Model soup", "", "The model is the uniform average of these runs' chosen weights:", "",
+                 facts.soup, ""]
     if facts.merge_table:
         body += ["#### Merge with the base model", "", facts.merge_table, ""]
     body += ["## Training Details", ""] + _cost_lines(facts.cost) + _dataset_lines(facts, losses)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,20 +40,16 @@ from ..ownership import OutputChanged
 from . import distributed, model_card
 from .checkpoints import RunStore, needed_disk_space
 from .config import DEFAULT_SELECT, RunConfig, TrainConfig, default_dims, resolve, saved_prompts
-from .console import Progress, startup_report
+from .console import Progress, echo_lines, quiet, startup_report
 from .forgetting import forgetting_check, merge_with_base, table as merge_table, verdict
 from .model_card import card_facts, public_settings
 from .output import check_output, hold_output
 from .preflight import check_can_learn, drop_negatives_equal_to_positives
 from .report_to import reporter
+from .soup import soup_table, train_members
 from .stop_signals import Interrupted, StopSignals
 from .tracking import BestModelTracker
 from .trainer import Trainer, TrainingStopped
-
-
-def echo_lines(*args, err: bool = False, **kwargs) -> None:
-    """The default output: stdout, or stderr for warnings (click.echo's signature)."""
-    print(*args, file=sys.stderr if err else sys.stdout, flush=True)
 
 
 def fit(echo=echo_lines, **settings) -> TrainingResult:
@@ -120,14 +115,10 @@ def _load_and_train(config: TrainConfig, echo, step_hook, stop) -> TrainingResul
     with contextlib.ExitStack() as held:  # the output, held from the last start-up check to the end
         try:
             return _train(config, train_pairs, eval_sets, held_out, general_sets, context, device,
-                          echo if context.is_main else _quiet, step_hook, stop,
+                          echo if context.is_main else quiet, step_hook, stop,
                           hold=lambda: held.enter_context(hold_output(config)))
         finally:
             distributed.teardown(context)
-
-
-def _quiet(*args, **kwargs):
-    pass
 
 
 def _prepare(settings, train_pairs, eval_sets, context, device):
@@ -214,8 +205,9 @@ def _train(settings, train_pairs, eval_sets, held_out, general_sets, context, de
             f"writing a checkpoint failed ({err.strerror or err})"
         raise TrainingStopped(f"{reason} at step {trainer.state.step}; {store.where()}") from None
 
+    members = train_members(trainer, echo, step_hook, stop) if settings.soup > 1 else []
     try:
-        return finish(config, model, trainer, train_pairs, eval_sets, base_metrics, context, echo, claim)
+        return finish(config, model, trainer, train_pairs, eval_sets, base_metrics, context, echo, claim, members)
     except OutputChanged:
         raise TrainingStopped(f"training finished but --output {settings.output} was written by something else while "
                               f"this run trained, and is left as it is; the trained model is safe in checkpoint "
@@ -240,8 +232,10 @@ class TrainingResult:
     output: str = ""
 
 
-def finish(config, model, trainer, train_pairs, eval_sets, base_metrics, context, echo, claim=None) -> TrainingResult:
-    """After training: the chosen weights, checked finite; the final evaluation; the model folder and its card."""
+def finish(config, model, trainer, train_pairs, eval_sets, base_metrics, context, echo, claim=None,
+           members=()) -> TrainingResult:
+    """After training: the chosen weights (the soup of `members`, train/soup.py, when there are several), checked
+    finite; the final evaluation; the model folder and its card."""
     settings = config.settings
     chosen_step = trainer.finish_weights()
     if not trainer.state.finite_steps:
@@ -266,14 +260,16 @@ def finish(config, model, trainer, train_pairs, eval_sets, base_metrics, context
     judgement = verdict(base_metrics, final_metrics, select_metric, general_keys, settings.max_general_drop) \
         if select_metric in base_metrics and select_metric in final_metrics else ""
     facts = card_facts(config, model, trainer, train_pairs, eval_sets, base_metrics, final_metrics)
-    facts.verdict = judgement
+    facts.verdict, facts.soup = judgement, soup_table(members, select_metric) if members else ""
     if merged:
         keys = [k for k in (config.select_metric, *trainer.tracker.general_keys) if k]
         facts.merge_table = merge_table(merged[1], merged[0], keys)
     card = model_card.render(model, facts)
     log_path = trainer.store.log_path
     public = {**public_settings(settings.to_json()), "output": Path(settings.output).name}  # no machine's paths
-    extra_files = {"train_config.json": json.dumps({**public, "resolved": config.derived_json()}, indent=2) + "\n"}
+    soup = {"soup_members": list(members)} if members else {}
+    saved_config = {**public, "resolved": config.derived_json(), **soup}
+    extra_files = {"train_config.json": json.dumps(saved_config, indent=2) + "\n"}
     changes, per_query = regressions.report(trainer.state.base_ranks, trainer.tracker.last_ranks,
                                             dict(zip(config.eval_names, (ir for _, ir in eval_sets))))
     if per_query:
@@ -299,7 +295,8 @@ def finish(config, model, trainer, train_pairs, eval_sets, base_metrics, context
     cost = facts.cost
     echo(f"\ntrained {trainer.state.step} steps in {cost['train_seconds']:.0f} s ({cost['pairs_per_second']:.1f} "
          f"pairs/s in {cost['step_seconds']:.0f} s of steps, evaluation {cost['eval_seconds']:.0f} s, "
-         f"{cost['precision']} on {cost['device']}); saved the model of step {chosen_step}{merged_text} to {out}")
+         f"{cost['precision']} on {cost['device']}); saved the "
+         f"{f'soup of {len(members)} members' if members else f'model of step {chosen_step}'}{merged_text} to {out}")
     if final_metrics:
         echo(format_table({"base": base_metrics, "fine-tuned": final_metrics}, list(final_metrics)))
         if config.precision != "fp32":

@@ -70,6 +70,9 @@ _RULES = (
     ("merge", "--merge", lambda v: v in ("auto", "off") or _is_number(v) and 0 < v <= 1,
      "auto, off or a weight in (0, 1] (the fine-tuned share)"),
     ("output", "--output", lambda v: isinstance(v, str) and v != "", "a folder path"),
+    ("soup", "--soup", lambda v: _is_int(v) and 1 <= v <= 32, "a number of members from 1 (one run) to 32"),
+    ("patience", "--patience", lambda v: v is None or _is_int(v) and v >= 1,
+     "a number of evaluations of at least 1 (or leave it out: never stop early)"),
     ("report_to", "--report-to", lambda v: v in ("none", "tensorboard", "trackio"), "none, tensorboard or trackio"),
     ("export", "--export", lambda v: isinstance(v, tuple) and all(k in onnx_export.EXPORTS for k in v),
      "a comma list of " + ", ".join(onnx_export.EXPORTS)),
@@ -95,6 +98,9 @@ def validate_config(config) -> None:
                         "from --train or given; drop one of them")
     if problem := directions_problem(config.directions, config.partition_mode):
         raise UserError(f"--directions {config.directions!r} --partition-mode {config.partition_mode!r}: {problem}")
+    if config.patience and not (config.eval or config.validation_split):
+        raise UserError(f"--patience {config.patience}: there is no evaluation data to stop on (--eval none); give "
+                        "--eval files or drop --patience")
     if config.select_metric and not (config.eval or config.validation_split):
         raise UserError(f"--select-metric {config.select_metric}: there is no evaluation data to select from "
                         "(--eval none); give --eval files or drop --select-metric")

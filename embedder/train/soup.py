@@ -4,15 +4,32 @@ time"):
 
     θ_soup = (1/K) Σ_k θ_k        tensor by tensor, in float32, stored in the first state's dtype
 
-Runs of one base from different seeds (data order, dropout, the validation slice each holds out) stay in one
-basin of the loss, so their average is a model of its own, not a blur; benchmarks/soup_lever.py measures it.
+Runs of one base from different seeds (data order, dropout) stay in one basin of the loss, so their average is a
+model of its own, not a blur; benchmarks/soup_lever.py measures it.
+
+`--soup K` (`train_members`): member 0 is the run itself (seed s); members m = 1…K-1 train after it in the same
+process from the base weights with seed s + 1000·m (TrainConfig.soup_seeds), on the same tokenised pairs,
+validated by the same evaluators (so the held-out slice is the same for all and stays clean for the soup), the
+base model's metrics shared. Each
+member keeps its own best step (and stops by --patience on its own); the model then holds the average of the
+members' chosen weights, which the run evaluates, merges with the base (--merge auto) and saves. One after another
+rather than interleaved: on a CPU a step already uses every core, and one member's optimiser state is held at a
+time.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from ..errors import UserError
+from ..model.embedder import load
+from .checkpoints import RunStore, model_state
+from .console import Progress
+from .stop_signals import Interrupted
+from .tracking import BestModelTracker
+from .trainer import Trainer, TrainingStopped
 
 
 def uniform_average(states: list[dict[str, torch.Tensor]], names: list[str] | None = None) -> dict[str, torch.Tensor]:
@@ -36,4 +53,59 @@ def uniform_average(states: list[dict[str, torch.Tensor]], names: list[str] | No
     return out
 
 
-__all__ = ["uniform_average"]
+def train_members(trainer: Trainer, echo, step_hook=None, stop=None) -> list[dict]:
+    """After the run's own training (member 0, `trainer`): train members 1…K-1 as the module docstring says and
+    leave the model holding the soup, which `trainer.finish_weights()` then keeps. Returns one record per member:
+    seed, chosen step, steps trained, its best select metric. TrainingStopped when a member is interrupted (the
+    run's own checkpoint stays; --resume trains the other members again)."""
+    model, config, settings = trainer.model, trainer.config, trainer.settings
+    chosen = trainer.finish_weights()
+    total = {k: v.float() for k, v in model_state(model).items()}  # Σ θ_m, summed as the members finish
+    members = [{"seed": settings.seed, "step": chosen, "steps": trainer.state.step, "best": trainer.state.best_metric}]
+    base = load(settings.base, device=model.device).state_dict()
+    for m, seed in enumerate(settings.soup_seeds[1:], start=1):
+        member_config = dataclasses.replace(config, settings=dataclasses.replace(settings, seed=seed))
+        store = RunStore(settings.checkpoint_dir / f"soup-member-{m}", settings.save_total_limit, trainer.context)
+        store.clear()
+        tracker = BestModelTracker(trainer.tracker.evaluators, config.select_metric, settings.keep_best, store,
+                                   save_best_to_disk=False, context=trainer.context, echo=echo,
+                                   general_keys=trainer.tracker.general_keys)
+        model.load_state_dict(base)
+        torch.manual_seed(seed + trainer.context.rank)
+        member = Trainer(model, member_config, trainer.train_sets, tracker, store, echo, trainer.context)
+        member.state.base_metrics = trainer.state.base_metrics
+        if trainer.state.base_metrics and config.select_metric in trainer.state.base_metrics:  # the base's score
+            tracker.track(model, trainer.state.base_metrics, member.state, 0.0)  # is the bar, as in member 0
+        echo(f"soup member {m + 1}/{settings.soup} (seed {seed})")
+        progress = Progress(member.total_steps, 0, config.global_batch, echo, enabled=trainer.context.is_main)
+        try:
+            member.run(progress, step_hook, stop)
+        except Interrupted as err:
+            raise TrainingStopped(f"interrupted ({err.signal_name}) in soup member {m + 1}; the run's own model is "
+                                  f"in {settings.checkpoint_dir}: --resume trains the other members again") from None
+        finally:
+            progress.close()
+        members.append({"seed": seed, "step": member.finish_weights(), "steps": member.state.step,
+                        "best": member.state.best_metric})
+        for key, tensor in model_state(model).items():
+            total[key] += tensor.float()
+        for key in ("pairs", "step_seconds", "eval_seconds"):  # the run's cost includes every member's
+            setattr(trainer.state, key, getattr(trainer.state, key) + getattr(member.state, key))
+    dtypes = {k: v.dtype for k, v in model.state_dict().items()}
+    soup = {k: (v / len(members)).to(dtypes[k]) for k, v in total.items()}
+    model.load_state_dict(soup)
+    trainer.tracker.best_weights = soup if trainer.tracker.keep_best else None
+    echo(f"soup of {len(members)}: members' chosen steps {', '.join(str(r['step']) for r in members)} (seeds "
+         f"{', '.join(str(r['seed']) for r in members)}); the model is their average")
+    return members
+
+
+def soup_table(members: list[dict], metric: str | None) -> str:
+    """The card's table of the soup's members."""
+    rows = [f"| {i + 1} | {r['seed']} | {r['steps']} | {r['step']} | "
+            + (f"{r['best']:.4f}" if r["best"] is not None else "-") + " |" for i, r in enumerate(members)]
+    return "\n".join([f"| Member | Seed | Steps trained | Chosen step | Best {metric or 'metric'} |",
+                      "|:---:|:---:|:---:|:---:|:---:|", *rows])
+
+
+__all__ = ["soup_table", "train_members", "uniform_average"]

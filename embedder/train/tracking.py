@@ -4,7 +4,8 @@ At each evaluation every IR set is scored on rank 0 (the other processes wait); 
 and, when the selection metric improves on the best so far (strictly greater), this step becomes the best:
 its weights are kept in memory with --keep-best (the default) and written to `best/` when the run saves
 checkpoints. At the end `finish` loads the best weights into the model, so the saved model is the best one — ST's
-`load_best_model_at_end` with `metric_for_best_model`.
+`load_best_model_at_end` with `metric_for_best_model`. With --patience the run stops once that many evaluations in
+a row have not improved it (HF's EarlyStoppingCallback, counted in evaluations).
 """
 
 from __future__ import annotations
@@ -55,12 +56,23 @@ class BestModelTracker:
         self.echo(f"  step {state.step} (epoch {epoch}): {self.select_metric} = {value:.4f}"
                   + (f" ({changes(metrics, state.base_metrics, self.select_metric, self.general_keys)})"
                      if state.base_metrics else ""))
+        state.evals_since_best += 1
         if state.best_metric is None or value > state.best_metric:
-            state.best_metric, state.best_step = value, state.step
+            state.best_metric, state.best_step, state.evals_since_best = value, state.step, 0
             if self.keep_best:
                 self.best_weights = checkpoints.model_state(model)
                 if self.save_best_to_disk:
                     self.store.save_best(self.best_weights, state.step, value)
+
+    def out_of_patience(self, state, patience: int | None, device) -> bool:
+        """--patience: whether the last `patience` evaluations all failed to improve the select metric (decided
+        on rank 0, where the metrics are, for every process)."""
+        tired = bool(patience) and state.evals_since_best >= patience
+        if not distributed.broadcast_flag(tired, self.context, device):
+            return False
+        self.echo(f"  stopped at step {state.step}: no better {self.select_metric} in {patience} evaluations "
+                  f"(--patience); the best is step {state.best_step}")
+        return True
 
     def save(self, state) -> None:
         """The best weights so far to `best/` (the end-of-training safeguard)."""

@@ -61,6 +61,7 @@ class RunState:
     best_metric: float | None = None
     best_step: int | None = None
     bad_steps: int = 0
+    evals_since_best: int = 0  # evaluations since the select metric last improved (--patience)
     finite_steps: int = 0  # steps whose loss was finite (a run with none has trained nothing)
     base: str = ""  # the base model the run started from; --resume refuses another
     plan: dict = field(default_factory=dict)  # RunConfig.resume_key() (embedder/train/config.py)
@@ -298,6 +299,9 @@ class Trainer:
                                                     or (settings.eval_steps and state.step % settings.eval_steps == 0)):
                         self.read_health()
                         self.evaluate_and_track()
+                        if self.tracker.out_of_patience(state, settings.patience, self.device):
+                            state.epoch, state.batch_in_epoch = settings.epochs, 0  # the run is over
+                            break
                     if at_epoch_end:
                         state.epoch, state.batch_in_epoch = state.epoch + 1, 0
                     if settings.save_steps and state.step % settings.save_steps == 0:

@@ -69,7 +69,8 @@ def st_folder(request, tmp_path_factory, minilm_folder):
     tokenizer_config = json.loads((minilm_folder / "tokenizer_config.json").read_text())
     (root / "hf" / "tokenizer_config.json").write_text(json.dumps({**tokenizer_config, "padding_side": side}))
     transformer = Transformer(str(root / "hf"), max_seq_length=48)
-    dense = [Dense(n_in, n_out, bias=bias, activation_function=act) for n_in, n_out, bias, act in DENSE.get(request.param, [])]
+    dense = [Dense(n_in, n_out, bias=bias, activation_function=act)
+             for n_in, n_out, bias, act in DENSE.get(request.param, [])]
     modules = [transformer, Pooling(32, pooling_mode=pooling), *dense, Normalize()]
     SentenceTransformer(modules=modules, device="cpu").save(str(root / "st"))
     return root / "st"

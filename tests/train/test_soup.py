@@ -22,3 +22,61 @@ def test_states_of_other_architectures_are_refused():
         uniform_average([{"w": torch.zeros(2)}, {"w": torch.zeros(3)}])
     with pytest.raises(UserError, match="'v'"):
         uniform_average([{"w": torch.zeros(2)}, {"v": torch.zeros(2)}])
+
+
+PAIRS = [(f"what is item {i} about?", f"item {i} is about topic {i % 5} and number {i}") for i in range(48)]
+IR = {"questions": {f"q{i}": f"what is item {i} about?" for i in range(12)},
+      "corpus": {f"p{i}": f"item {i} is about topic {i % 5} and number {i}" for i in range(48)},
+      "relevant_contexts": {f"q{i}": [f"p{i}"] for i in range(12)}}
+SETTINGS = dict(epochs=2, batch_size=8, matryoshka_dims=None, eval_steps=2, lr=2e-4, merge="off", eval_general=(),
+                echo=lambda *a, **k: None)
+
+
+def test_a_soup_is_the_average_of_the_runs_its_seeds_make_alone(tiny_bert_folder, tmp_path):
+    """--soup 3 at seed 5 saves the average of what three separate runs at seeds 5, 1005 and 2005 save (the same
+    data and evaluation set): the members share the process, not their training; the card and train_config.json
+    name the members."""
+    import json
+
+    from safetensors.torch import load_file
+
+    import embedder
+    soup = embedder.fit(base=str(tiny_bert_folder), train=PAIRS, eval=IR, soup=3, seed=5, output=str(tmp_path / "soup"),
+                        **SETTINGS)
+    alone = []
+    for m, seed in enumerate((5, 1005, 2005)):
+        folder = tmp_path / f"alone{m}"
+        embedder.fit(base=str(tiny_bert_folder), train=PAIRS, eval=IR, seed=seed, output=str(folder),
+                     **SETTINGS)
+        alone.append((load_file(str(folder / "model.safetensors")), json.loads((folder / "training_log.jsonl")
+                                                                               .read_text().splitlines()[-1])))
+    saved = load_file(str(tmp_path / "soup" / "model.safetensors"))
+    worst = max(float((saved[k].float() - sum(a[k].float() for a, _ in alone) / 3).abs().max()) for k in saved)
+    assert worst <= 1e-6
+    differ = max(float((alone[0][0][k].float() - alone[1][0][k].float()).abs().max()) for k in saved)
+    assert differ > 1e-4  # the members are different models
+    config = json.loads((tmp_path / "soup" / "train_config.json").read_text())
+    assert [m["seed"] for m in config["soup_members"]] == [5, 1005, 2005] and config["soup"] == 3
+    assert "#### Model soup" in (tmp_path / "soup" / "README.md").read_text()
+    assert soup.metrics["cosine_map@100"] >= 0
+
+
+def test_patience_stops_after_that_many_evaluations_without_a_better_score(tiny_bert_folder, tmp_path):
+    """--patience 1 with an evaluation every step: the run stops at the first evaluation that does not beat the
+    best so far (the base model's score included), as its own log shows."""
+    import json
+
+    import embedder
+    settings = {**SETTINGS, "eval_steps": 1, "epochs": 4, "lr": 1e-3}
+    embedder.fit(base=str(tiny_bert_folder), train=PAIRS, eval=IR, seed=7, patience=1, output=str(tmp_path / "m"),
+                 **settings)
+    log = [json.loads(line) for line in (tmp_path / "m" / "training_log.jsonl").read_text().splitlines()]
+    scores = [(row["step"], row["cosine_map@100"]) for row in log if "cosine_map@100" in row]
+    best, stop_at = None, None
+    for step, value in scores:
+        if best is not None and value <= best:
+            stop_at = step
+            break
+        best = value if best is None else max(best, value)
+    assert stop_at is not None and stop_at < 4 * 6, scores  # it did stop early, and at that evaluation
+    assert scores[-1][0] == stop_at and max(row["step"] for row in log) == stop_at
