@@ -132,9 +132,12 @@ def run(system, base, sets, seeds, flags, mine, label):
                     if done.returncode:
                         sys.exit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
                     model = SentenceTransformer(f"{tmp}/model", device="cpu")
-                    kept = re.search(r"saved the model of step (\d+)(?:, merged with the base at w = ([\d.]+))?",
-                                     done.stdout)
-                    chosen = {"step": int(kept[1]), "merge": float(kept[2] or 1)} if kept else {}
+                    kept = re.search(r"saved the (?:model of step (\d+)|soup of \d+ members)"
+                                     r"(?:, merged with the base at w = ([\d.]+))?", done.stdout)
+                    chosen = {"step": int(kept[1]) if kept[1] else None, "merge": float(kept[2] or 1)} if kept else {}
+                    members = json.loads(Path(f"{tmp}/model/train_config.json").read_text()).get("soup_members")
+                    if members:  # each member's chosen step and steps trained
+                        chosen["member_steps"] = [[m["step"], m["steps"]] for m in members]
                 seconds = time.time() - started
                 row = {"system": system, "label": label or (" ".join(filter(None, [flags, mine and f"mine {mine}"])) if system == "embedder"
                                           and (flags or mine) else system),
