@@ -6,7 +6,6 @@ still does with embedder's tokenizer files; and ST 5.7 loads an EmbeddingGemma-s
 embedder wrote."""
 
 import json
-import shutil
 import subprocess
 
 import numpy as np
@@ -14,7 +13,7 @@ import pytest
 import torch
 from conftest import REPO
 from safetensors.torch import save_file
-from transformers import AutoModel, Gemma3TextConfig
+from tiny_models import gemma3_folder
 
 import embedder
 from embedder.model import onnx_export
@@ -49,13 +48,7 @@ def test_st_5_loads_an_embeddinggemma_shaped_folder_embedder_wrote(tmp_path, min
     transformers 5.7 with transformers 4.57 (the clients' venv) loads it with embedder's embeddings (≤ 1e-5)."""
     if not CLIENTS.is_file():
         pytest.skip("the clients' venv is missing: run `bash tests/clients/setup.sh` (CI does, before the suite)")
-    hf = tmp_path / "hf"
-    AutoModel.from_config(Gemma3TextConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                           num_key_value_heads=2, head_dim=8, intermediate_size=64, vocab_size=30522,
-                                           max_position_embeddings=128, pad_token_id=0,
-                                           use_bidirectional_attention=True)).save_pretrained(hf)
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copyfile(minilm_folder / name, hf / name)
+    hf = gemma3_folder(tmp_path / "hf", minilm_folder)
     modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
                {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"},

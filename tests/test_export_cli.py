@@ -14,6 +14,7 @@ import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
 from conftest import REPO
+from tiny_models import gemma3_folder
 
 import embedder
 from embedder import files
@@ -92,17 +93,8 @@ def test_train_export_of_a_backbone_torch_onnx_cannot_trace_saves_the_model_and_
     """A tiny Gemma3 (EmbeddingGemma's backbone; transformers builds its masks with vmap, which the tracer cannot
     follow): train.py --export onnx ends with one line naming --export and why, exit 2, and the trained model is
     saved all the same, without ONNX files, loadable by ST."""
-    import shutil
-
     from sentence_transformers import SentenceTransformer
-    from transformers import AutoModel, Gemma3TextConfig
-    base = tmp_path / "gemma"
-    AutoModel.from_config(Gemma3TextConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-                                           num_key_value_heads=2, head_dim=8, intermediate_size=64, vocab_size=30522,
-                                           max_position_embeddings=128, pad_token_id=0,
-                                           use_bidirectional_attention=True)).save_pretrained(base)
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copyfile(minilm_folder / name, base / name)
+    base = gemma3_folder(tmp_path / "gemma", minilm_folder)
     output = tmp_path / "out"
     done = subprocess.run([sys.executable, str(REPO / "train.py"), "--base", str(base), "--train",
                            str(ir_data_dir / "train.json"), "--max-steps", "2", "--batch-size", "8", "--merge", "off",

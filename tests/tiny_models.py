@@ -4,7 +4,7 @@ import json
 import shutil
 
 import torch
-from transformers import BertConfig, BertModel
+from transformers import AutoModel, BertConfig, BertModel, Gemma3TextConfig
 
 
 def cased_bert_folder(folder, minilm_folder):
@@ -33,4 +33,17 @@ def classic_bge_like(folder, minilm_folder):
     (folder / "1_Pooling").mkdir()
     (folder / "1_Pooling" / "config.json").write_text(json.dumps(
         {"word_embedding_dimension": 32, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}))
+    return folder
+
+
+def gemma3_folder(folder, minilm_folder):
+    """A tiny random Gemma3 with bidirectional attention (EmbeddingGemma's backbone) as a Hugging Face folder, with
+    MiniLM's WordPiece tokenizer."""
+    torch.manual_seed(2)
+    AutoModel.from_config(Gemma3TextConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                           num_key_value_heads=2, head_dim=8, intermediate_size=64, vocab_size=30522,
+                                           max_position_embeddings=128, pad_token_id=0,
+                                           use_bidirectional_attention=True)).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copyfile(minilm_folder / name, folder / name)
     return folder
