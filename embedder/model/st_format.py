@@ -12,8 +12,8 @@ tokenizer files) must stay inside the folder (`inside`), and a folder that asks 
 refused before transformers sees it (`refuse_custom_code`). Each failure is a UserError naming the file.
 
 Write: the classic layout that ST 3.x-6.x load — modules.json with the classic class names, the classic
-1_Pooling/config.json booleans, {i}_Dense/, {i}_Normalize/ — plus config.json, model.safetensors under Hugging Face names,
-and the tokenizer files, into a staging folder that embedder/files.py `write_atomically` fsyncs and renames onto
+1_Pooling/config.json booleans, {i}_Dense/, {i}_Normalize/ — plus config.json, model.safetensors under Hugging Face
+names, and the tokenizer files, into a staging folder that embedder/files.py `write_atomically` fsyncs and renames onto
 the target, so a crash leaves either the old folder or the new one, never half of one.
 """
 
@@ -31,7 +31,6 @@ from safetensors import SafetensorError
 from ..errors import UserError
 from .similarity import SIMILARITY_FUNCTIONS
 
-SUPPORTED_MODULES = ("Transformer", "Pooling", "Dense", "Normalize")
 MODULES_FILE = "modules.json"  # the chain of modules (an ST folder)
 HF_CONFIG_FILE = "config.json"  # the transformer's config (a Hugging Face folder, and the Transformer module of ST's)
 WEIGHTS_FILE = "model.safetensors"
