@@ -293,7 +293,8 @@ def finish(config, model, trainer, train_pairs, eval_sets, base_metrics, context
 
     merged_text = f", merged with the base at w = {merged[0]:.1f}" if merged and merged[0] != 1.0 else ""
     cost = facts.cost
-    echo(f"\ntrained {trainer.state.step} steps in {cost['train_seconds']:.0f} s ({cost['pairs_per_second']:.1f} "
+    steps = " + ".join(str(m["steps"]) for m in members) if members else trainer.state.step
+    echo(f"\ntrained {steps} steps in {cost['train_seconds']:.0f} s ({cost['pairs_per_second']:.1f} "
          f"pairs/s in {cost['step_seconds']:.0f} s of steps, evaluation {cost['eval_seconds']:.0f} s, "
          f"{cost['precision']} on {cost['device']}); saved the "
          f"{f'soup of {len(members)} members' if members else f'model of step {chosen_step}'}{merged_text} to {out}")

@@ -74,9 +74,9 @@ def train_members(trainer: Trainer, echo, step_hook=None, stop=None) -> list[dic
         torch.manual_seed(seed + trainer.context.rank)
         member = Trainer(model, member_config, trainer.train_sets, tracker, store, echo, trainer.context)
         member.state.base_metrics = trainer.state.base_metrics
+        echo(f"soup member {m + 1}/{settings.soup} (seed {seed})")
         if trainer.state.base_metrics and config.select_metric in trainer.state.base_metrics:  # the base's score
             tracker.track(model, trainer.state.base_metrics, member.state, 0.0)  # is the bar, as in member 0
-        echo(f"soup member {m + 1}/{settings.soup} (seed {seed})")
         progress = Progress(member.total_steps, 0, config.global_batch, echo, enabled=trainer.context.is_main)
         try:
             member.run(progress, step_hook, stop)

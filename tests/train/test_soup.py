@@ -80,3 +80,23 @@ def test_patience_stops_after_that_many_evaluations_without_a_better_score(tiny_
         best = value if best is None else max(best, value)
     assert stop_at is not None and stop_at < 4 * 6, scores  # it did stop early, and at that evaluation
     assert scores[-1][0] == stop_at and max(row["step"] for row in log) == stop_at
+
+
+def test_train_py_says_what_the_soup_is_and_did(tiny_bert_folder, tmp_path):
+    """`train.py --soup 2 --patience 1`: the start-up report names the members' seeds, each member is announced,
+    the end says the soup was saved with the steps of both members, as train_config.json records them."""
+    import json
+
+    from battery import run
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps({"anchor": a, "positive": p}) + "\n" for a, p in PAIRS))
+    (tmp_path / "ir.json").write_text(json.dumps(IR))
+    done = run(["train.py", "--base", str(tiny_bert_folder), "--train", str(tmp_path / "pairs.jsonl"), "--eval",
+                str(tmp_path / "ir.json"), "--eval-general", "none", "--epochs", "2", "--batch-size", "8",
+                "--eval-steps", "2", "--soup", "2", "--patience", "1", "--seed", "9", "--matryoshka-dims", "none",
+                "--output", str(tmp_path / "m")], tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    members = json.loads((tmp_path / "m" / "train_config.json").read_text())["soup_members"]
+    assert [m["seed"] for m in members] == [9, 1009]
+    assert "soup: 2 runs one after another (seeds 9, 1009)" in done.stdout and "soup member 2/2 (seed 1009)" in done.stdout
+    assert f"trained {members[0]['steps']} + {members[1]['steps']} steps" in done.stdout
+    assert "saved the soup of 2 members" in done.stdout
