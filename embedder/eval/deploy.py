@@ -115,7 +115,7 @@ def export_with_report(folder: Path, into: Path, kinds: tuple[str, ...], dims: t
 class StagingExport:
     """What `train.py --export` writes into the run's staging folder once the model is there: the export, int8
     measured on the run's first validation set (the embedded stdlib:val when the run has none). An export that
-    fails (an architecture torch.onnx cannot trace) leaves the model folder without its files and keeps the
+    fails (an architecture torch.onnx cannot trace, a graph whose embeddings differ from encode's) leaves the model folder without its files and keeps the
     reason in `failure`, so the trained model is saved all the same."""
 
     def __init__(self, kinds: tuple[str, ...], dims: tuple[int, ...], eval_sets, echo):
@@ -128,7 +128,7 @@ class StagingExport:
         try:
             export_with_report(staging, staging, self.kinds, self.dims, onnx_export.host_int8_target(), ir, name,
                                self.echo)
-        except UserError as err:
+        except (UserError, ValueError) as err:  # an untraceable backbone; a graph that differs from encode
             for part in (ONNX_FOLDER, onnx_export.OPENVINO_FOLDER):
                 shutil.rmtree(staging / part, ignore_errors=True)
             self.failure = str(err)

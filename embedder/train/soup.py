@@ -25,32 +25,49 @@ import torch
 
 from ..errors import UserError
 from ..model.embedder import load
-from .checkpoints import RunStore, model_state
+from .checkpoints import RunStore
 from .console import Progress
 from .stop_signals import Interrupted
 from .tracking import BestModelTracker
 from .trainer import Trainer, TrainingStopped
 
 
+class RunningAverage:
+    """θ_soup accumulated one state at a time (Σ θ_k in float32, on the CPU), so K members never sit in memory
+    together; each state must have the first one's tensors and shapes (UserError naming it otherwise)."""
+
+    def __init__(self):
+        self.total: dict[str, torch.Tensor] = {}
+        self.dtypes: dict[str, torch.dtype] = {}
+        self.count, self.first_name = 0, ""
+
+    def add(self, state: dict[str, torch.Tensor], name: str) -> None:
+        if not self.count:
+            self.total = {k: v.detach().float().cpu().clone() for k, v in state.items()}
+            self.dtypes, self.first_name = {k: v.dtype for k, v in state.items()}, name
+        else:
+            if set(state) != set(self.total) or any(state[k].shape != self.total[k].shape for k in self.total):
+                different = sorted(set(state) ^ set(self.total)) or \
+                    [k for k in self.total if state[k].shape != self.total[k].shape]
+                raise UserError(f"{self.first_name} and {name} are not one architecture (they differ at "
+                                f"{different[0]!r}); average runs of the same base model")
+            for key, tensor in state.items():
+                self.total[key] += tensor.detach().float().cpu()
+        self.count += 1
+
+    def average(self) -> dict[str, torch.Tensor]:
+        if not self.count:
+            raise ValueError("no state to average")
+        return {k: (v / self.count).to(self.dtypes[k]) for k, v in self.total.items()}
+
+
 def uniform_average(states: list[dict[str, torch.Tensor]], names: list[str] | None = None) -> dict[str, torch.Tensor]:
-    """The uniform average of `states`; UserError naming the first state that differs from the first one in its
-    tensors or shapes (not one architecture)."""
-    if not states:
-        raise ValueError("no state to average")
-    names = names or [f"member {k}" for k in range(len(states))]
-    first = states[0]
-    for name, state in zip(names[1:], states[1:]):
-        if set(state) != set(first) or any(state[k].shape != first[k].shape for k in first):
-            different = sorted(set(state) ^ set(first)) or [k for k in first if state[k].shape != first[k].shape]
-            raise UserError(f"{names[0]} and {name} are not one architecture (they differ at {different[0]!r}); "
-                            "average runs of the same base model")
-    out = {}
-    for key, tensor in first.items():
-        total = torch.zeros(tensor.shape, dtype=torch.float32)
-        for state in states:
-            total += state[key].float()
-        out[key] = (total / len(states)).to(tensor.dtype)
-    return out
+    """The uniform average of `states` (RunningAverage); UserError naming the first state that differs from the
+    first one in its tensors or shapes (not one architecture)."""
+    soup = RunningAverage()
+    for k, state in enumerate(states):
+        soup.add(state, names[k] if names else f"member {k}")
+    return soup.average()
 
 
 def train_members(trainer: Trainer, echo, step_hook=None, stop=None) -> list[dict]:
@@ -60,7 +77,8 @@ def train_members(trainer: Trainer, echo, step_hook=None, stop=None) -> list[dic
     run's own checkpoint stays; --resume trains the other members again)."""
     model, config, settings = trainer.model, trainer.config, trainer.settings
     chosen = trainer.finish_weights()
-    total = {k: v.float() for k, v in model_state(model).items()}  # Σ θ_m, summed as the members finish
+    soup = RunningAverage()  # the members' chosen weights, summed as they finish
+    soup.add(model.state_dict(), "member 1")
     members = [{"seed": settings.seed, "step": chosen, "steps": trainer.state.step, "best": trainer.state.best_metric}]
     base = load(settings.base, device=model.device).state_dict()
     for m, seed in enumerate(settings.soup_seeds[1:], start=1):
@@ -87,14 +105,12 @@ def train_members(trainer: Trainer, echo, step_hook=None, stop=None) -> list[dic
             progress.close()
         members.append({"seed": seed, "step": member.finish_weights(), "steps": member.state.step,
                         "best": member.state.best_metric})
-        for key, tensor in model_state(model).items():
-            total[key] += tensor.float()
+        soup.add(model.state_dict(), f"member {m + 1}")
         for key in ("pairs", "step_seconds", "eval_seconds"):  # the run's cost includes every member's
             setattr(trainer.state, key, getattr(trainer.state, key) + getattr(member.state, key))
-    dtypes = {k: v.dtype for k, v in model.state_dict().items()}
-    soup = {k: (v / len(members)).to(dtypes[k]) for k, v in total.items()}
-    model.load_state_dict(soup)
-    trainer.tracker.best_weights = soup if trainer.tracker.keep_best else None
+    averaged = soup.average()
+    model.load_state_dict(averaged)
+    trainer.tracker.best_weights = averaged if trainer.tracker.keep_best else None  # what finish_weights() keeps
     echo(f"soup of {len(members)}: members' chosen steps {', '.join(str(r['step']) for r in members)} (seeds "
          f"{', '.join(str(r['seed']) for r in members)}); the model is their average")
     return members
@@ -108,4 +124,4 @@ def soup_table(members: list[dict], metric: str | None) -> str:
                       "|:---:|:---:|:---:|:---:|:---:|", *rows])
 
 
-__all__ = ["soup_table", "train_members", "uniform_average"]
+__all__ = ["RunningAverage", "soup_table", "train_members", "uniform_average"]
