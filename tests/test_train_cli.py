@@ -142,6 +142,7 @@ def test_killed_run_resumes_to_the_same_weights(ir_data_dir, tmp_path):
     deadline = time.time() + 600
     while not first.exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.01)
+    assert process.poll() is None, f"the run ended before its first checkpoint: {process.communicate()[1][-1500:]}"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL and not (tmp_path / "resumed").exists()

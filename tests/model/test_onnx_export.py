@@ -5,6 +5,8 @@ asked by sentence_bert_config.json over a cased tokenizer) and a tiny BERT with 
 before Normalize, saved by ST, on texts past max_seq_length: ≤ 1e-5 max abs. ST's own
 onnx backend and fastembed load the same files in tests/test_deploy_clients.py."""
 
+import shutil
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -43,7 +45,8 @@ def exported(request, tmp_path_factory, minilm_folder, mpnet_folder):
     embedder.load(str(source), device="cpu").save(root / "model")
     written, used = onnx_export.export(root / "model", root / "model", dims=dims)
     assert used == dims and written == ["onnx/model.onnx", "onnx/sentence_embedding.onnx"]
-    return root / "model", dims
+    yield root / "model", dims
+    shutil.rmtree(root, ignore_errors=True)  # 1.3 GB for mpnet: CI's disk holds one such folder at a time
 
 
 def ort_alone(folder, texts, graph, outputs):

@@ -4,6 +4,7 @@ truncation=True, the feature-extraction pipeline, raw `tokenizers` — give sent
 base model (≤ 1e-5) on texts longer than max_seq_length, and ST itself still gives them."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -29,7 +30,8 @@ def saved(request, tmp_path_factory, minilm_folder, mpnet_folder):
     folder = tmp_path_factory.mktemp("tokenizer_files") / "model"
     embedder.load(str(base), device="cpu").save(folder)
     expected = SentenceTransformer(str(base), device="cpu").encode(TEXTS)
-    return folder, expected, {"all-MiniLM-L6-v2": 256, "all-mpnet-base-v2": 384}[request.param]
+    yield folder, expected, {"all-MiniLM-L6-v2": 256, "all-mpnet-base-v2": 384}[request.param]
+    shutil.rmtree(folder.parent, ignore_errors=True)
 
 
 def test_files_state_max_seq_length_and_no_fixed_padding(saved):
