@@ -85,6 +85,13 @@ def results_path(base: str) -> Path:
     return REPO / "benchmarks" / "results" / f"quality-{Path(base).name}.jsonl"
 
 
+def record(base: str, row: dict) -> None:
+    """Print a run's row and append it to the base's results file."""
+    print(json.dumps(row), flush=True)
+    with results_path(base).open("a") as out:
+        out.write(json.dumps(row) + "\n")
+
+
 @click.group()
 def cli():
     pass
@@ -143,9 +150,7 @@ def run(system, base, sets, seeds, flags, mine, label):
                                           and (flags or mine) else system),
                        "base": base, "set": name, "seed": seed, "seconds": round(seconds, 1), "machine": machine,
                        **chosen, **score(model, name)}
-            print(json.dumps(row), flush=True)
-            with results_path(base).open("a") as out:
-                out.write(json.dumps(row) + "\n")
+            record(base, row)
 
 
 @cli.command("st-step-time")

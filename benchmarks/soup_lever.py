@@ -13,7 +13,6 @@ Rows go to benchmarks/results/quality-<base>.jsonl: each member alone (label "--
 in both, so they compare like with like. Never run as a test; the wall times are not speed figures.
 """
 
-import json
 import re
 import subprocess
 import sys
@@ -40,13 +39,8 @@ def main(base, name, seeds, members):
 
     from embedder.train.console import device_name
     from embedder.train.soup import uniform_average
-    from quality_sets import results_path, score, train_spec
+    from quality_sets import record, score, train_spec
     machine = device_name(torch.device("cpu"))
-
-    def record(row):
-        print(json.dumps(row), flush=True)
-        with results_path(base).open("a") as out:
-            out.write(json.dumps(row) + "\n")
 
     for seed in (int(s) for s in seeds.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
@@ -65,9 +59,9 @@ def main(base, name, seeds, members):
                 kept = re.search(r"saved the model of step (\d+)", done.stdout)
                 steps.append(int(kept[1]) if kept else None)
                 folders.append(folder)
-                record({"system": "embedder", "label": "--merge off", "base": base, "set": name, "seed": member_seed,
-                        "seconds": round(took, 1), "machine": machine, "step": steps[-1],
-                        **score(SentenceTransformer(str(folder), device="cpu"), name)})
+                record(base, {"system": "embedder", "label": "--merge off", "base": base, "set": name,
+                              "seed": member_seed, "seconds": round(took, 1), "machine": machine, "step": steps[-1],
+                              **score(SentenceTransformer(str(folder), device="cpu"), name)})
             started = time.time()
             soup = Path(tmp) / "soup"
             subprocess.run(["cp", "-r", str(folders[0]), str(soup)], check=True)
@@ -75,9 +69,9 @@ def main(base, name, seeds, members):
             save_file(uniform_average(states, [f.name for f in folders]), str(soup / "model.safetensors"),
                       metadata={"format": "pt"})
             seconds += time.time() - started
-            record({"system": "embedder", "label": f"soup of {members}, --merge off", "base": base, "set": name,
-                    "seed": seed, "seconds": round(seconds, 1), "machine": machine, "member_steps": steps,
-                    **score(SentenceTransformer(str(soup), device="cpu"), name)})
+            record(base, {"system": "embedder", "label": f"soup of {members}, --merge off", "base": base, "set": name,
+                          "seed": seed, "seconds": round(seconds, 1), "machine": machine, "member_steps": steps,
+                          **score(SentenceTransformer(str(soup), device="cpu"), name)})
 
 
 if __name__ == "__main__":

@@ -12,7 +12,10 @@ process from the base weights with seed s + 1000·m (TrainConfig.soup_seeds), on
 validated by the same evaluators (so the held-out slice is the same for all and stays clean for the soup), the
 base model's metrics shared. Each
 member keeps its own best step (and stops by --patience on its own); the model then holds the average of the
-members' chosen weights, which the run evaluates, merges with the base (--merge auto) and saves. One after another
+members' chosen weights, which the run evaluates, merges with the base (--merge auto) and saves. A member whose
+best is the base model itself (step 0: no trained step beat it on validation) is left out of the average — it
+would only pull the soup toward the base, which is the merge's choice, made on validation after; when every
+member chose the base, the model is the base. One after another
 rather than interleaved: on a CPU a step already uses every core, and one member's optimiser state is held at a
 time.
 """
@@ -78,7 +81,7 @@ def train_members(trainer: Trainer, echo, step_hook=None, stop=None) -> list[dic
     model, config, settings = trainer.model, trainer.config, trainer.settings
     chosen = trainer.finish_weights()
     soup = RunningAverage()  # the members' chosen weights, summed as they finish
-    soup.add(model.state_dict(), "member 1")
+    _add_member(soup, model, chosen, 1, echo)
     members = [{"seed": settings.seed, "step": chosen, "steps": trainer.state.step, "best": trainer.state.best_metric}]
     base = load(settings.base, device=model.device).state_dict()
     for m, seed in enumerate(settings.soup_seeds[1:], start=1):
@@ -105,15 +108,26 @@ def train_members(trainer: Trainer, echo, step_hook=None, stop=None) -> list[dic
             progress.close()
         members.append({"seed": seed, "step": member.finish_weights(), "steps": member.state.step,
                         "best": member.state.best_metric})
-        soup.add(model.state_dict(), f"member {m + 1}")
+        _add_member(soup, model, members[-1]["step"], m + 1, echo)
         for key in ("pairs", "step_seconds", "eval_seconds"):  # the run's cost includes every member's
             setattr(trainer.state, key, getattr(trainer.state, key) + getattr(member.state, key))
-    averaged = soup.average()
+    averaged = soup.average() if soup.count else base
     model.load_state_dict(averaged)
     trainer.tracker.best_weights = averaged if trainer.tracker.keep_best else None  # what finish_weights() keeps
+    trained = [str(i + 1) for i, r in enumerate(members) if r["step"] != 0]
     echo(f"soup of {len(members)}: members' chosen steps {', '.join(str(r['step']) for r in members)} (seeds "
-         f"{', '.join(str(r['seed']) for r in members)}); the model is their average")
+         f"{', '.join(str(r['seed']) for r in members)}); the model is "
+         + ("their average" if len(trained) == len(members) else
+            f"the average of members {', '.join(trained)}" if trained else "the base model"))
     return members
+
+
+def _add_member(soup: RunningAverage, model, chosen_step: int, number: int, echo) -> None:
+    """Add the model's weights (member `number`'s chosen ones) to the soup, unless they are the base model's."""
+    if chosen_step == 0:
+        echo(f"  member {number} kept the base model (no trained step beat it): left out of the soup")
+        return
+    soup.add(model.state_dict(), f"member {number}")
 
 
 def soup_table(members: list[dict], metric: str | None) -> str:

@@ -63,7 +63,8 @@ def test_a_soup_is_the_average_of_the_runs_its_seeds_make_alone(tiny_bert_folder
 
 def test_patience_stops_after_that_many_evaluations_without_a_better_score(tiny_bert_folder, tmp_path):
     """--patience 1 with an evaluation every step: the run stops at the first evaluation that does not beat the
-    best so far (the base model's score included), as its own log shows."""
+    best so far once a trained step is the best (while the base model's score leads, it trains on), as its own
+    log shows."""
     import json
 
     import embedder
@@ -72,12 +73,13 @@ def test_patience_stops_after_that_many_evaluations_without_a_better_score(tiny_
                  **settings)
     log = [json.loads(line) for line in (tmp_path / "m" / "training_log.jsonl").read_text().splitlines()]
     scores = [(row["step"], row["cosine_map@100"]) for row in log if "cosine_map@100" in row]
-    best, stop_at = None, None
+    best, best_step, stop_at = None, None, None
     for step, value in scores:
-        if best is not None and value <= best:
+        if best_step and value <= best:
             stop_at = step
             break
-        best = value if best is None else max(best, value)
+        if best is None or value > best:
+            best, best_step = value, step
     assert stop_at is not None and stop_at < 4 * 6, scores  # it did stop early, and at that evaluation
     assert scores[-1][0] == stop_at and max(row["step"] for row in log) == stop_at
 
@@ -100,3 +102,33 @@ def test_train_py_says_what_the_soup_is_and_did(tiny_bert_folder, tmp_path):
     assert "soup: 2 runs one after another (seeds 9, 1009)" in done.stdout and "soup member 2/2 (seed 1009)" in done.stdout
     assert f"trained {members[0]['steps']} + {members[1]['steps']} steps" in done.stdout
     assert "saved the soup of 2 members" in done.stdout
+
+
+def test_members_keeping_the_base_are_left_out_and_patience_waits(tiny_bert_folder, tmp_path):
+    """An evaluation set the base model already ranks perfectly (each question is its passage's own text, so map@100
+    is 1.0 and no step can be strictly better): with --patience 1 every member still trains every step (patience
+    counts only once a trained step is the best), every member keeps the base model (step 0), none enters the
+    average, and the saved model is the base model's weights as `Embedder.save` writes them."""
+    import json
+
+    from safetensors.torch import load_file
+
+    import embedder
+    texts = [passage for _, passage in PAIRS[:8]]
+    perfect = {"questions": {f"q{i}": t for i, t in enumerate(texts)},
+               "corpus": {f"p{i}": t for i, t in enumerate(texts)},
+               "relevant_contexts": {f"q{i}": [f"p{i}"] for i in range(len(texts))}}
+    lines = []
+    embedder.fit(base=str(tiny_bert_folder), train=PAIRS, eval=perfect, soup=2, seed=3, patience=1,
+                 output=str(tmp_path / "soup"), **{**SETTINGS, "echo": lambda *a, **k: lines.extend(map(str, a))})
+    log = [json.loads(line) for line in (tmp_path / "soup" / "training_log.jsonl").read_text().splitlines()]
+    assert [row["cosine_map@100"] for row in log if row["step"] == 0][0] == 1.0
+    members = json.loads((tmp_path / "soup" / "train_config.json").read_text())["soup_members"]
+    assert [(m["step"], m["steps"]) for m in members] == [(0, 12), (0, 12)]  # 48 pairs / 8 x 2 epochs, no stop
+    said = "\n".join(lines)
+    assert "member 1 kept the base model" in said and "member 2 kept the base model" in said
+    assert "the model is the base model" in said
+    embedder.load(str(tiny_bert_folder), device="cpu").save(tmp_path / "base")
+    saved = load_file(str(tmp_path / "soup" / "model.safetensors"))
+    base = load_file(str(tmp_path / "base" / "model.safetensors"))
+    assert set(saved) == set(base) and all(torch.equal(saved[k], base[k]) for k in base)
