@@ -75,6 +75,8 @@ def repeated(values: tuple[str, ...]) -> tuple[str, ...] | None:
         "save the uniform average of their chosen weights, a model soup; 1: one run")
 @option("--patience", type=int, help="stop a run after this many evaluations without a better --select-metric, "
         "once a trained step is the best (default: never)")
+@option("--average-epochs/--no-average-epochs", help="save the uniform average of the weights at every epoch end "
+        "instead of the best checkpoint")
 @option("--scale", type=float, help="MNRL scale = 1 / temperature")
 @option("--matryoshka-dims", help="comma list, 'auto' (768,512,256,128,64 for models 768 wide or more, plain MNRL "
         "for narrower ones, as the seeds trained) or 'none' for plain MNRL")

@@ -8,7 +8,7 @@ averaging without a cyclic schedule, or "LAWA", Kaddour 2022), and the average f
 
 For each seed: `train.py` with the defaults, `--merge off` and `--save-steps` = the run's steps per epoch (read
 from the start-up report of a one-step run with the same flags), so a checkpoint holds each epoch end's weights;
-the averages are built with embedder's own `soup.RunningAverage`, put into the saved model (embedder.load, then
+the averages are built with embedder's own `averaging.RunningAverage`, put into the saved model (embedder.load, then
 load_state_dict of our parameter names) and saved by `Embedder.save`. All three models come from one run, so
 their differences are paired (no seed-to-seed spread between them). Scored as quality_sets.py scores every model
 (ST's evaluator on the set's test split, stdlib:test, aipolicy's val split). Rows go to
@@ -43,7 +43,7 @@ def main(base, name, seeds):
     import embedder
     from embedder.train.checkpoints import list_checkpoints
     from embedder.train.console import device_name
-    from embedder.train.soup import RunningAverage
+    from embedder.train.averaging import RunningAverage
     from quality_sets import record, score, train_spec
     machine = device_name(torch.device("cpu"))
 

@@ -38,7 +38,7 @@ def main(base, name, seeds, members):
     from sentence_transformers import SentenceTransformer
 
     from embedder.train.console import device_name
-    from embedder.train.soup import uniform_average
+    from embedder.train.averaging import uniform_average
     from quality_sets import record, score, train_spec
     machine = device_name(torch.device("cpu"))
 

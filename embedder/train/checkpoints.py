@@ -38,10 +38,14 @@ def rng_state() -> dict:
     return rng
 
 
-def save_checkpoint(folder: Path, model, optimizer, state: dict, rng: dict | list[dict]) -> None:
-    """rng: this process's rng_state(), or a list with one per process under torchrun."""
+def save_checkpoint(folder: Path, model, optimizer, state: dict, rng: dict | list[dict],
+                    extra: dict | None = None) -> None:
+    """rng: this process's rng_state(), or a list with one per process under torchrun; extra: {file name: tensors}
+    written beside the weights (the --average-epochs sum)."""
     def fill(staging: Path):
         save_tensors(model_state(model), staging / WEIGHTS_FILE)
+        for name, tensors in (extra or {}).items():
+            save_tensors(tensors, staging / name)
         torch.save(optimizer.state_dict(), staging / "optimizer.pt")
         torch.save(rng if isinstance(rng, list) else [rng], staging / "rng.pt")
         (staging / "trainer_state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
@@ -197,7 +201,7 @@ class RunStore:
     def step_folder(self, step: int) -> Path:
         return self.root / f"step-{step}"
 
-    def save_checkpoint(self, step: int, model, optimizer, state: dict) -> Path:
+    def save_checkpoint(self, step: int, model, optimizer, state: dict, extra: dict | None = None) -> Path:
         """A checkpoint of `step`, then the oldest pruned past --save-total-limit (every process calls this)."""
         folder = self.step_folder(step)
         rng = rng_state()
@@ -206,7 +210,7 @@ class RunStore:
             torch.distributed.all_gather_object(states, rng)
             rng = states
         if self.context.is_main:
-            save_checkpoint(folder, model, optimizer, state, rng)
+            save_checkpoint(folder, model, optimizer, state, rng, extra)
             prune(self.root, self.save_total_limit)
         distributed.barrier(self.context)
         return folder
@@ -218,6 +222,10 @@ class RunStore:
     def load_best(self, model) -> dict | None:
         best = self.root / "best"
         return load_weights(best, model) if (best / WEIGHTS_FILE).is_file() else None
+
+    def load_extra(self, folder: Path, name: str) -> dict[str, torch.Tensor]:
+        """A tensor file a checkpoint holds beside the weights (UserError when it is missing or damaged)."""
+        return _read(folder / name, lambda path: load_file(str(path)))
 
     def latest(self) -> tuple[int, Path] | None:
         found = list_checkpoints(self.root)

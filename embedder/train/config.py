@@ -64,6 +64,7 @@ class TrainConfig:
     seed: int = 42
     soup: int = 1  # members averaged into the model, with `soup_seeds` (train/soup.py); 1: one run
     patience: int | None = None  # stop after this many evaluations without a better select metric; None: never
+    average_epochs: bool = False  # keep the average of the epoch ends' weights, not the best checkpoint (tracking.py)
     scale: float = 20.0  # MNRL scale = 1 / temperature
     matryoshka_dims: tuple[int, ...] | str | None = "auto"  # auto: the seeds' (default_dims); None: plain MNRL
     matryoshka_weights: tuple[float, ...] | None = None  # one per dim, same order; None: all 1 (ST's default)
@@ -207,7 +208,8 @@ class RunConfig:
                 "--mask-false-negatives": s.mask_false_negatives, "--directions": list(s.directions),
                 "--partition-mode": s.partition_mode, "--lr": s.lr, "--warmup-ratio": s.warmup_ratio,
                 "--warmup-steps": s.warmup_steps, "--weight-decay": s.weight_decay,
-                "--max-grad-norm": s.max_grad_norm, "world size (torchrun)": self.world_size,
+                "--max-grad-norm": s.max_grad_norm, "--average-epochs": s.average_epochs,
+                "world size (torchrun)": self.world_size,
                 "--max-seq-length": self.max_seq_length, "training data": self.training_data}
 
     def derived_json(self) -> dict:

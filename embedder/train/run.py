@@ -163,7 +163,8 @@ def _train(settings, train_pairs, eval_sets, held_out, general_sets, context, de
         store.listeners += [report] if report else []
         tracker = BestModelTracker(evaluators, config.select_metric, settings.keep_best, store,
                                    save_best_to_disk=bool(settings.save_steps), context=context, echo=echo,
-                                   general_keys=[f"{name}_{DEFAULT_SELECT}" for name, _ in general_sets])
+                                   general_keys=[f"{name}_{DEFAULT_SELECT}" for name, _ in general_sets],
+                                   average_epochs=settings.average_epochs)
         trainer = Trainer(model, config, train_sets, tracker, store, echo, context)
         check_can_learn(config, model, trainer)
         claim = hold()
@@ -294,10 +295,12 @@ def finish(config, model, trainer, train_pairs, eval_sets, base_metrics, context
     merged_text = f", merged with the base at w = {merged[0]:.1f}" if merged and merged[0] != 1.0 else ""
     cost = facts.cost
     steps = " + ".join(str(m["steps"]) for m in members) if members else trainer.state.step
+    averaged = settings.average_epochs and trainer.state.epochs_averaged
+    kept = f"soup of {len(members)} members" if members else \
+        f"average of the weights at {averaged} epoch ends" if averaged else f"model of step {chosen_step}"
     echo(f"\ntrained {steps} steps in {cost['train_seconds']:.0f} s ({cost['pairs_per_second']:.1f} "
          f"pairs/s in {cost['step_seconds']:.0f} s of steps, evaluation {cost['eval_seconds']:.0f} s, "
-         f"{cost['precision']} on {cost['device']}); saved the "
-         f"{f'soup of {len(members)} members' if members else f'model of step {chosen_step}'}{merged_text} to {out}")
+         f"{cost['precision']} on {cost['device']}); saved the {kept}{merged_text} to {out}")
     if final_metrics:
         echo(format_table({"base": base_metrics, "fine-tuned": final_metrics}, list(final_metrics)))
         if config.precision != "fp32":

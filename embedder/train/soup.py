@@ -26,51 +26,13 @@ import dataclasses
 
 import torch
 
-from ..errors import UserError
 from ..model.embedder import load
+from .averaging import RunningAverage
 from .checkpoints import RunStore
 from .console import Progress
 from .stop_signals import Interrupted
 from .tracking import BestModelTracker
 from .trainer import Trainer, TrainingStopped
-
-
-class RunningAverage:
-    """θ_soup accumulated one state at a time (Σ θ_k in float32, on the CPU), so K members never sit in memory
-    together; each state must have the first one's tensors and shapes (UserError naming it otherwise)."""
-
-    def __init__(self):
-        self.total: dict[str, torch.Tensor] = {}
-        self.dtypes: dict[str, torch.dtype] = {}
-        self.count, self.first_name = 0, ""
-
-    def add(self, state: dict[str, torch.Tensor], name: str) -> None:
-        if not self.count:
-            self.total = {k: v.detach().float().cpu().clone() for k, v in state.items()}
-            self.dtypes, self.first_name = {k: v.dtype for k, v in state.items()}, name
-        else:
-            if set(state) != set(self.total) or any(state[k].shape != self.total[k].shape for k in self.total):
-                different = sorted(set(state) ^ set(self.total)) or \
-                    [k for k in self.total if state[k].shape != self.total[k].shape]
-                raise UserError(f"{self.first_name} and {name} are not one architecture (they differ at "
-                                f"{different[0]!r}); average runs of the same base model")
-            for key, tensor in state.items():
-                self.total[key] += tensor.detach().float().cpu()
-        self.count += 1
-
-    def average(self) -> dict[str, torch.Tensor]:
-        if not self.count:
-            raise ValueError("no state to average")
-        return {k: (v / self.count).to(self.dtypes[k]) for k, v in self.total.items()}
-
-
-def uniform_average(states: list[dict[str, torch.Tensor]], names: list[str] | None = None) -> dict[str, torch.Tensor]:
-    """The uniform average of `states` (RunningAverage); UserError naming the first state that differs from the
-    first one in its tensors or shapes (not one architecture)."""
-    soup = RunningAverage()
-    for k, state in enumerate(states):
-        soup.add(state, names[k] if names else f"member {k}")
-    return soup.average()
 
 
 def train_members(trainer: Trainer, echo, step_hook=None, stop=None) -> list[dict]:
@@ -90,7 +52,8 @@ def train_members(trainer: Trainer, echo, step_hook=None, stop=None) -> list[dic
         store.clear()
         tracker = BestModelTracker(trainer.tracker.evaluators, config.select_metric, settings.keep_best, store,
                                    save_best_to_disk=False, context=trainer.context, echo=echo,
-                                   general_keys=trainer.tracker.general_keys)
+                                   general_keys=trainer.tracker.general_keys,
+                                   average_epochs=settings.average_epochs)
         model.load_state_dict(base)
         torch.manual_seed(seed + trainer.context.rank)
         member = Trainer(model, member_config, trainer.train_sets, tracker, store, echo, trainer.context)
@@ -138,4 +101,4 @@ def soup_table(members: list[dict], metric: str | None) -> str:
                       "|:---:|:---:|:---:|:---:|:---:|", *rows])
 
 
-__all__ = ["RunningAverage", "soup_table", "train_members", "uniform_average"]
+__all__ = ["soup_table", "train_members"]

@@ -8,6 +8,14 @@ checkpoints. At the end `finish` loads the best weights into the model, so the s
 a row have not improved it (HF's EarlyStoppingCallback, counted in evaluations), but only once a trained step has
 been the best: while the base model (step 0) still is, the run goes on, as a run without --patience would (on
 nutrition's held-out slice the base model led for the first 150 of 220 steps; stopping then gave the base back).
+
+With --average-epochs the model the run keeps is instead the uniform average of the weights at every epoch end
+(and at the last step when --max-steps ends the run mid-epoch), train/averaging.py:
+
+    θ̄ = (1/E) Σ_e θ_e        e = the E epoch ends reached (a run stopped by --patience: those before the stop)
+
+a running sum of O(1) extra memory, written into each checkpoint (AVERAGE_FILE) so --resume continues it. The
+evaluations still log, report and drive --patience; the best checkpoint is kept only if no epoch end was reached.
 """
 
 from __future__ import annotations
@@ -15,7 +23,10 @@ from __future__ import annotations
 from ..eval.ir import InformationRetrievalEvaluator
 from ..eval.regressions import ranks_of
 from . import checkpoints, distributed
+from .averaging import RunningAverage
 from .checkpoints import RunStore
+
+AVERAGE_FILE = "epoch_average.safetensors"  # in a checkpoint: Σ θ_e of the epoch ends so far (float32)
 
 
 def changes(metrics: dict, base: dict, domain_key: str, general_keys: list[str]) -> str:
@@ -29,12 +40,13 @@ def changes(metrics: dict, base: dict, domain_key: str, general_keys: list[str])
 class BestModelTracker:
     def __init__(self, evaluators: list[InformationRetrievalEvaluator], select_metric: str | None, keep_best: bool,
                  store: RunStore, save_best_to_disk: bool, context: distributed.Context, echo,
-                 general_keys: list[str] = ()):
+                 general_keys: list[str] = (), average_epochs: bool = False):
         self.evaluators, self.select_metric, self.keep_best = evaluators, select_metric, keep_best
         self.general_keys = list(general_keys)  # the forgetting check's metrics: reported, never selected
         self.store, self.save_best_to_disk, self.context, self.echo = store, save_best_to_disk, context, echo
         self.best_weights: dict | None = None
         self.last_ranks: dict[str, dict] = {}  # eval set name -> query id -> rank of its first relevant passage
+        self.epoch_average = RunningAverage() if average_epochs else None  # --average-epochs
 
     def evaluate(self, model) -> dict[str, float]:
         """Metrics on every eval set (rank 0 only; the other processes wait); the model is left in train mode.
@@ -82,12 +94,30 @@ class BestModelTracker:
         if self.keep_best and self.best_weights is not None:
             self.store.save_best(self.best_weights, state.best_step, state.best_metric)
 
-    def restore(self, model) -> None:
+    def epoch_end(self, model, state) -> None:
+        """--average-epochs: add the weights at this epoch end (or the run's last step) to the average."""
+        if self.epoch_average is not None:
+            self.epoch_average.add(model.state_dict(), f"the weights of step {state.step}")
+            state.epochs_averaged = self.epoch_average.count
+
+    def checkpoint_files(self) -> dict:
+        """{file name: tensors} a checkpoint keeps beside the weights: the --average-epochs sum so far."""
+        return {AVERAGE_FILE: self.epoch_average.total} if self.epoch_average and self.epoch_average.count else {}
+
+    def restore(self, model, folder=None, state=None) -> None:
+        """After --resume from checkpoint `folder`: the best weights so far, and the epoch average's sum."""
         if self.keep_best:
             self.best_weights = self.store.load_best(model)
+        if self.epoch_average is not None and state is not None and state.epochs_averaged:
+            self.epoch_average.resume(self.store.load_extra(folder, AVERAGE_FILE), state.epochs_averaged,
+                                      model.state_dict(), f"{folder / AVERAGE_FILE}")
 
     def finish(self, model, state) -> int:
-        """Load the best weights into the model when keeping the best; returns the step they come from."""
+        """Load the weights the run keeps into the model — the epoch average with --average-epochs, else the best
+        when keeping the best; returns the step they come from (the last step, for an average)."""
+        if self.epoch_average is not None and self.epoch_average.count:
+            model.load_state_dict(self.epoch_average.average())
+            return state.step
         if self.keep_best and self.best_weights is not None and state.best_step is not None:
             model.load_state_dict(self.best_weights)
             return state.best_step

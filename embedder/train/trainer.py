@@ -62,6 +62,7 @@ class RunState:
     best_step: int | None = None
     bad_steps: int = 0
     evals_since_best: int = 0  # evaluations since the select metric last improved (--patience)
+    epochs_averaged: int = 0  # epoch ends in the --average-epochs sum (tracking.py)
     finite_steps: int = 0  # steps whose loss was finite (a run with none has trained nothing)
     base: str = ""  # the base model the run started from; --resume refuses another
     plan: dict = field(default_factory=dict)  # RunConfig.resume_key() (embedder/train/config.py)
@@ -138,7 +139,8 @@ class Trainer:
 
     def save_checkpoint(self):
         self.state.scaler = self.scaler.state_dict() if self.scaler.is_enabled() else {}
-        return self.store.save_checkpoint(self.state.step, self.model, self.optimizer, asdict(self.state))
+        return self.store.save_checkpoint(self.state.step, self.model, self.optimizer, asdict(self.state),
+                                          self.tracker.checkpoint_files())
 
     def save_final_checkpoint(self):
         """The end of training, written before anything else can go wrong: a checkpoint of this step (unless one
@@ -173,7 +175,7 @@ class Trainer:
                                 "continue the same training: give the original setting, or start over with --overwrite")
         if self.state.scaler and self.scaler.is_enabled():
             self.scaler.load_state_dict(self.state.scaler)
-        self.tracker.restore(self.model)
+        self.tracker.restore(self.model, folder, self.state)
         self.echo(f"resumed from {folder} (step {step})")
         return True
 
@@ -295,6 +297,8 @@ class Trainer:
                         progress.update(state.step, self.shown_loss, self.epoch_fraction())
                     at_epoch_end = state.batch_in_epoch == len(batches)
                     at_run_end = state.step == self.total_steps  # --max-steps may stop mid-epoch: score that model too
+                    if at_epoch_end or at_run_end:
+                        self.tracker.epoch_end(self.model, state)
                     if self.tracker.evaluators and (at_epoch_end or at_run_end
                                                     or (settings.eval_steps and state.step % settings.eval_steps == 0)):
                         self.read_health()

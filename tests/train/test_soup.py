@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from embedder.errors import UserError
-from embedder.train.soup import uniform_average
+from embedder.train.averaging import uniform_average
 
 
 def test_the_average_of_three_states_worked_by_hand():
