@@ -139,7 +139,8 @@ def run(system, base, sets, seeds, flags, mine, label):
                     if done.returncode:
                         sys.exit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
                     model = SentenceTransformer(f"{tmp}/model", device="cpu")
-                    kept = re.search(r"saved the (?:model of step (\d+)|soup of \d+ members)"
+                    kept = re.search(r"saved the (?:model of step (\d+)|soup of \d+ members"
+                                     r"|average of the weights at \d+ epoch ends)"
                                      r"(?:, merged with the base at w = ([\d.]+))?", done.stdout)
                     chosen = {"step": int(kept[1]) if kept[1] else None, "merge": float(kept[2] or 1)} if kept else {}
                     members = json.loads(Path(f"{tmp}/model/train_config.json").read_text()).get("soup_members")
