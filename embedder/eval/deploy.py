@@ -115,8 +115,8 @@ def export_with_report(folder: Path, into: Path, kinds: tuple[str, ...], dims: t
 class StagingExport:
     """What `train.py --export` writes into the run's staging folder once the model is there: the export, int8
     measured on the run's first validation set (the embedded stdlib:val when the run has none). An export that
-    fails (an architecture torch.onnx cannot trace, a graph whose embeddings differ from encode's) leaves the model folder without its files and keeps the
-    reason in `failure`, so the trained model is saved all the same."""
+    fails (an architecture torch.onnx cannot trace, a graph whose embeddings differ from encode's) leaves the model
+    folder without its files and keeps the reason in `failure`, so the trained model is saved all the same."""
 
     def __init__(self, kinds: tuple[str, ...], dims: tuple[int, ...], eval_sets, echo):
         self.kinds, self.dims, self.echo = kinds, dims, echo

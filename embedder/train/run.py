@@ -295,7 +295,7 @@ def finish(config, model, trainer, train_pairs, eval_sets, base_metrics, context
     merged_text = f", merged with the base at w = {merged[0]:.1f}" if merged and merged[0] != 1.0 else ""
     cost = facts.cost
     steps = " + ".join(str(m["steps"]) for m in members) if members else trainer.state.step
-    averaged = settings.average_epochs and trainer.state.epochs_averaged
+    averaged = trainer.state.epochs_averaged  # non-zero with --average-epochs only
     kept = f"soup of {len(members)} members" if members else \
         f"average of the weights at {averaged} epoch ends" if averaged else f"model of step {chosen_step}"
     echo(f"\ntrained {steps} steps in {cost['train_seconds']:.0f} s ({cost['pairs_per_second']:.1f} "
